@@ -1,0 +1,1 @@
+//! Panorama-node simulator.

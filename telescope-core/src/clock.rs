@@ -1,0 +1,88 @@
+//! Where capture timestamps come from when the application does not give them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A monotonic clock. Telescope stamps frames without a capture time with `now()`.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Time since this clock's origin.
+    fn now(&self) -> Duration;
+}
+
+/// Real monotonic time, measured from when the clock was created.
+#[derive(Debug, Clone)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl SystemClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        SystemClock { origin: Instant::now() }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// Simulated time that moves only when told to, for fast deterministic tests and replays.
+///
+/// Clones share the same time.
+#[derive(Debug, Clone, Default)]
+pub struct VirtualClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl VirtualClock {
+    /// A virtual clock at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Move time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.nanos.fetch_add(saturating_nanos(by), Ordering::SeqCst);
+    }
+
+    /// Move time to `to` if that is later than now (time never goes backwards).
+    pub fn advance_to(&self, to: Duration) {
+        self.nanos.fetch_max(saturating_nanos(to), Ordering::SeqCst);
+    }
+}
+
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_clock_moves_only_forward_and_is_shared() {
+        let a = VirtualClock::new();
+        let b = a.clone();
+        a.advance(Duration::from_millis(40));
+        assert_eq!(b.now(), Duration::from_millis(40));
+        b.advance_to(Duration::from_millis(10));
+        assert_eq!(a.now(), Duration::from_millis(40));
+        b.advance_to(Duration::from_secs(2));
+        assert_eq!(a.now(), Duration::from_secs(2));
+    }
+}
