@@ -1,0 +1,257 @@
+//! H.264 encoder selection: hardware when it is there and works, else x264 tuned for the edge.
+
+use gst::prelude::*;
+
+use crate::error::TelescopeError;
+use crate::rate::Rate;
+
+/// Which encoder element to use.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EncoderKind {
+    /// The first that works of: nvv4l2h264enc, v4l2h264enc, vaapih264enc, x264enc, openh264enc.
+    #[default]
+    Auto,
+    /// NVIDIA Jetson (`nvv4l2h264enc`, fed through `nvvidconv`).
+    Nvidia,
+    /// V4L2 stateful hardware encoders (`v4l2h264enc`, Raspberry Pi and others).
+    V4l2,
+    /// VA-API (`vaapih264enc`).
+    Vaapi,
+    /// `x264enc` (software).
+    X264,
+    /// `openh264enc` (software).
+    OpenH264,
+}
+
+impl EncoderKind {
+    /// The GStreamer factory name.
+    pub fn factory(&self) -> &'static str {
+        match self {
+            EncoderKind::Auto | EncoderKind::X264 => "x264enc",
+            EncoderKind::Nvidia => "nvv4l2h264enc",
+            EncoderKind::V4l2 => "v4l2h264enc",
+            EncoderKind::Vaapi => "vaapih264enc",
+            EncoderKind::OpenH264 => "openh264enc",
+        }
+    }
+
+    /// Parse `auto`, `x264`, `openh264`, `nvidia`, `v4l2`, `vaapi` or a factory name.
+    pub fn parse(s: &str) -> Result<Self, TelescopeError> {
+        Ok(match s {
+            "auto" => EncoderKind::Auto,
+            "x264" | "x264enc" => EncoderKind::X264,
+            "openh264" | "openh264enc" => EncoderKind::OpenH264,
+            "nvidia" | "nvv4l2h264enc" => EncoderKind::Nvidia,
+            "v4l2" | "v4l2h264enc" => EncoderKind::V4l2,
+            "vaapi" | "vaapih264enc" => EncoderKind::Vaapi,
+            other => return Err(TelescopeError::Config(format!("unknown encoder `{other}`"))),
+        })
+    }
+
+    const AUTO_ORDER: [EncoderKind; 5] =
+        [EncoderKind::Nvidia, EncoderKind::V4l2, EncoderKind::Vaapi, EncoderKind::X264, EncoderKind::OpenH264];
+}
+
+/// H.264 profile requested from software encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum H264Profile {
+    /// Constrained baseline: every decoder plays it; larger files.
+    Baseline,
+    /// Main: CABAC, smaller at the same quality; every current player and KVS console plays it.
+    #[default]
+    Main,
+}
+
+impl H264Profile {
+    fn caps_name(self) -> &'static str {
+        match self {
+            H264Profile::Baseline => "constrained-baseline",
+            H264Profile::Main => "main",
+        }
+    }
+}
+
+/// Encoder settings. Unset values are derived from the stream's rate and size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderConfig {
+    /// Which encoder (default: automatic).
+    pub kind: EncoderKind,
+    /// Target bitrate in kbit/s (default: 0.07 bit per pixel per frame, 200..=8000).
+    pub bitrate_kbps: Option<u32>,
+    /// Seconds between key frames (default 2, one per KVS fragment).
+    pub key_frame_interval_secs: f64,
+    /// x264 speed preset (default `superfast`: the measured knee of CPU against quality).
+    pub speed_preset: String,
+    /// x264 tuning (default `zerolatency`: no frame lookahead, no B-frames).
+    pub tune: String,
+    /// Profile for software encoders (default main).
+    pub profile: H264Profile,
+    /// Extra `property=value` settings applied to the encoder element last, overriding the above.
+    pub properties: Vec<(String, String)>,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        EncoderConfig {
+            kind: EncoderKind::Auto,
+            bitrate_kbps: None,
+            key_frame_interval_secs: 2.0,
+            speed_preset: "superfast".to_owned(),
+            tune: "zerolatency".to_owned(),
+            profile: H264Profile::Main,
+            properties: Vec::new(),
+        }
+    }
+}
+
+impl EncoderConfig {
+    /// The bitrate used for a stream of this size and rate.
+    pub fn bitrate_for(&self, width: u32, height: u32, rate: Rate) -> u32 {
+        self.bitrate_kbps.unwrap_or_else(|| {
+            let bits = f64::from(width) * f64::from(height) * rate.fps() * 0.07 / 1000.0;
+            (bits.round() as u32).clamp(200, 8000)
+        })
+    }
+
+    /// Frames between key frames at this rate.
+    pub fn key_int_for(&self, rate: Rate) -> u32 {
+        ((rate.fps() * self.key_frame_interval_secs).round() as u32).max(1)
+    }
+}
+
+/// The encoder chosen for a stream: the elements to insert, in order.
+#[derive(Debug)]
+pub(crate) struct EncoderChain {
+    pub name: &'static str,
+    pub elements: Vec<gst::Element>,
+}
+
+/// Whether a factory exists and (for hardware) its element can open its device.
+fn usable(kind: &EncoderKind) -> bool {
+    let Some(factory) = gst::ElementFactory::find(kind.factory()) else {
+        return false;
+    };
+    if matches!(kind, EncoderKind::X264 | EncoderKind::OpenH264) {
+        return true;
+    }
+    // Hardware plugins can be installed on machines without the device: open it to be sure.
+    let Ok(element) = factory.create().build() else {
+        return false;
+    };
+    let ok = element.set_state(gst::State::Ready).is_ok();
+    let _ = element.set_state(gst::State::Null);
+    ok
+}
+
+/// Pick the encoder: the configured one, or the first usable in the automatic order.
+pub(crate) fn select(config: &EncoderConfig) -> Result<EncoderKind, TelescopeError> {
+    let candidates: Vec<EncoderKind> = match &config.kind {
+        EncoderKind::Auto => EncoderKind::AUTO_ORDER.to_vec(),
+        k => vec![k.clone()],
+    };
+    for kind in &candidates {
+        if usable(kind) {
+            tracing::info!(encoder = kind.factory(), "selected H.264 encoder");
+            return Ok(kind.clone());
+        }
+        tracing::debug!(encoder = kind.factory(), "encoder not available");
+    }
+    Err(TelescopeError::NoEncoder {
+        tried: candidates.iter().map(|k| k.factory()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+fn make(factory: &'static str) -> Result<gst::Element, TelescopeError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| TelescopeError::MissingElement { element: factory, hint: "check the GStreamer plugin packages" })
+}
+
+/// Set a property from its string form, with a typed error instead of a panic on bad input.
+pub(crate) fn set_from_str(element: &gst::Element, name: &str, value: &str) -> Result<(), TelescopeError> {
+    let owner = || element.factory().map(|f| f.name().to_string()).unwrap_or_default();
+    let pspec = element
+        .find_property(name)
+        .filter(|p| p.flags().contains(gst::glib::ParamFlags::WRITABLE))
+        .ok_or_else(|| TelescopeError::Config(format!("{} has no writable property `{name}`", owner())))?;
+    let v = gst::glib::Value::deserialize_with_pspec(value, &pspec)
+        .map_err(|_| TelescopeError::Config(format!("{}: `{value}` is not a valid value for `{name}`", owner())))?;
+    element.set_property_from_value(name, &v);
+    Ok(())
+}
+
+/// Build the encoder elements for a stream of this size and rate.
+pub(crate) fn build(
+    kind: &EncoderKind,
+    config: &EncoderConfig,
+    width: u32,
+    height: u32,
+    rate: Rate,
+) -> Result<EncoderChain, TelescopeError> {
+    let kbps = config.bitrate_for(width, height, rate);
+    let key_int = config.key_int_for(rate);
+    let enc = make(kind.factory())?;
+    let mut elements = Vec::new();
+    match kind {
+        EncoderKind::Auto | EncoderKind::X264 => {
+            enc.set_property("bitrate", kbps);
+            enc.set_property("key-int-max", key_int);
+            enc.set_property("bframes", 0u32);
+            set_from_str(&enc, "speed-preset", &config.speed_preset)?;
+            set_from_str(&enc, "tune", &config.tune)?;
+            elements.push(enc.clone());
+        }
+        EncoderKind::OpenH264 => {
+            enc.set_property("bitrate", kbps.saturating_mul(1000));
+            enc.set_property("gop-size", key_int);
+            set_from_str(&enc, "complexity", "low")?;
+            elements.push(enc.clone());
+        }
+        EncoderKind::Nvidia => {
+            elements.push(make("nvvidconv")?);
+            enc.set_property("bitrate", kbps.saturating_mul(1000));
+            set_from_str(&enc, "iframeinterval", &key_int.to_string())?;
+            set_from_str(&enc, "insert-sps-pps", "true")?;
+            elements.push(enc.clone());
+        }
+        EncoderKind::V4l2 => {
+            let controls = format!("controls,video_bitrate={},h264_i_frame_period={key_int}", kbps * 1000);
+            set_from_str(&enc, "extra-controls", &controls)?;
+            elements.push(enc.clone());
+        }
+        EncoderKind::Vaapi => {
+            enc.set_property("bitrate", kbps);
+            enc.set_property("keyframe-period", key_int);
+            elements.push(enc.clone());
+        }
+    }
+    for (name, value) in &config.properties {
+        set_from_str(&enc, name, value)?;
+    }
+    if matches!(kind, EncoderKind::Auto | EncoderKind::X264 | EncoderKind::OpenH264) {
+        let caps = gst::Caps::builder("video/x-h264").field("profile", config.profile.caps_name()).build();
+        let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
+        elements.push(filter);
+    }
+    tracing::info!(encoder = kind.factory(), kbps, key_int, preset = %config.speed_preset, "encoder configured");
+    Ok(EncoderChain { name: kind.factory(), elements })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_settings_follow_rate_and_size() {
+        let c = EncoderConfig::default();
+        let r = Rate::new(30000, 1001).unwrap();
+        assert_eq!(c.key_int_for(r), 60);
+        assert_eq!(c.bitrate_for(768, 576, Rate::whole(10).unwrap()), 310);
+        assert_eq!(c.bitrate_for(64, 64, r), 200);
+        assert_eq!(c.bitrate_for(3840, 2160, r), 8000);
+        assert_eq!(EncoderConfig { bitrate_kbps: Some(900), ..c }.bitrate_for(1, 1, r), 900);
+        assert!(EncoderKind::parse("h265").is_err());
+    }
+}

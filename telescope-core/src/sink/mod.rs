@@ -1,0 +1,68 @@
+//! Where the encoded stream goes. Each sink is a branch hung off the encoder's `tee`.
+
+use std::str::FromStr;
+
+use crate::error::TelescopeError;
+
+mod file;
+
+pub use file::{Container, FileSinkConfig};
+
+/// One destination for the encoded stream.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SinkConfig {
+    /// A local MKV, MP4 or MPEG-TS file.
+    File(FileSinkConfig),
+}
+
+impl SinkConfig {
+    /// A file sink; the container follows the extension.
+    pub fn file(path: impl Into<std::path::PathBuf>) -> Result<Self, TelescopeError> {
+        FileSinkConfig::new(path).map(SinkConfig::File)
+    }
+
+    /// A short description for logs (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            SinkConfig::File(f) => format!("file:{}", f.path.display()),
+        }
+    }
+
+    /// Check what can be checked before streaming (output writable, elements installed).
+    pub(crate) fn preflight(&self) -> Result<(), TelescopeError> {
+        match self {
+            SinkConfig::File(f) => f.preflight(),
+        }
+    }
+
+    /// Build this sink's branch into `pipeline`; returns the element to link the tee to.
+    pub(crate) fn build(&self, pipeline: &gst::Pipeline, index: usize, incarnation: u32) -> Result<gst::Element, TelescopeError> {
+        match self {
+            SinkConfig::File(f) => f.build(pipeline, index, incarnation),
+        }
+    }
+}
+
+impl FromStr for SinkConfig {
+    type Err = TelescopeError;
+
+    /// `file:PATH` or a plain path ending in `.mkv`, `.mp4` or `.ts`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let path = s.strip_prefix("file:").unwrap_or(s);
+        if path.is_empty() {
+            return Err(TelescopeError::Config(format!("sink `{s}` names no file")));
+        }
+        if path.contains("://") {
+            return Err(TelescopeError::Config(format!(
+                "sink `{s}`: only file sinks (file:PATH.mkv|mp4|ts) are available in this build"
+            )));
+        }
+        SinkConfig::file(path)
+    }
+}
+
+/// Make an element or say which package provides it.
+pub(crate) fn make(factory: &'static str, hint: &'static str) -> Result<gst::Element, TelescopeError> {
+    gst::ElementFactory::make(factory).build().map_err(|_| TelescopeError::MissingElement { element: factory, hint })
+}
