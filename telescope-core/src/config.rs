@@ -55,8 +55,12 @@ impl Default for RestartPolicy {
 impl RestartPolicy {
     /// The wait before restart number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(16))
+            .unwrap_or(u32::MAX);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 }
 
@@ -111,7 +115,9 @@ impl Default for TelescopeConfig {
 impl TelescopeConfig {
     /// Start from the defaults.
     pub fn builder() -> TelescopeConfigBuilder {
-        TelescopeConfigBuilder { config: TelescopeConfig::default() }
+        TelescopeConfigBuilder {
+            config: TelescopeConfig::default(),
+        }
     }
 }
 

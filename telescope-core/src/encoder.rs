@@ -49,8 +49,13 @@ impl EncoderKind {
         })
     }
 
-    const AUTO_ORDER: [EncoderKind; 5] =
-        [EncoderKind::Nvidia, EncoderKind::V4l2, EncoderKind::Vaapi, EncoderKind::X264, EncoderKind::OpenH264];
+    const AUTO_ORDER: [EncoderKind; 5] = [
+        EncoderKind::Nvidia,
+        EncoderKind::V4l2,
+        EncoderKind::Vaapi,
+        EncoderKind::X264,
+        EncoderKind::OpenH264,
+    ];
 }
 
 /// H.264 profile requested from software encoders.
@@ -159,25 +164,47 @@ pub(crate) fn select(config: &EncoderConfig) -> Result<EncoderKind, TelescopeErr
         tracing::debug!(encoder = kind.factory(), "encoder not available");
     }
     Err(TelescopeError::NoEncoder {
-        tried: candidates.iter().map(|k| k.factory()).collect::<Vec<_>>().join(", "),
+        tried: candidates
+            .iter()
+            .map(|k| k.factory())
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
 fn make(factory: &'static str) -> Result<gst::Element, TelescopeError> {
     gst::ElementFactory::make(factory)
         .build()
-        .map_err(|_| TelescopeError::MissingElement { element: factory, hint: "check the GStreamer plugin packages" })
+        .map_err(|_| TelescopeError::MissingElement {
+            element: factory,
+            hint: "check the GStreamer plugin packages",
+        })
 }
 
 /// Set a property from its string form, with a typed error instead of a panic on bad input.
-pub(crate) fn set_from_str(element: &gst::Element, name: &str, value: &str) -> Result<(), TelescopeError> {
-    let owner = || element.factory().map(|f| f.name().to_string()).unwrap_or_default();
+pub(crate) fn set_from_str(
+    element: &gst::Element,
+    name: &str,
+    value: &str,
+) -> Result<(), TelescopeError> {
+    let owner = || {
+        element
+            .factory()
+            .map(|f| f.name().to_string())
+            .unwrap_or_default()
+    };
     let pspec = element
         .find_property(name)
         .filter(|p| p.flags().contains(gst::glib::ParamFlags::WRITABLE))
-        .ok_or_else(|| TelescopeError::Config(format!("{} has no writable property `{name}`", owner())))?;
-    let v = gst::glib::Value::deserialize_with_pspec(value, &pspec)
-        .map_err(|_| TelescopeError::Config(format!("{}: `{value}` is not a valid value for `{name}`", owner())))?;
+        .ok_or_else(|| {
+            TelescopeError::Config(format!("{} has no writable property `{name}`", owner()))
+        })?;
+    let v = gst::glib::Value::deserialize_with_pspec(value, &pspec).map_err(|_| {
+        TelescopeError::Config(format!(
+            "{}: `{value}` is not a valid value for `{name}`",
+            owner()
+        ))
+    })?;
     element.set_property_from_value(name, &v);
     Ok(())
 }
@@ -217,7 +244,10 @@ pub(crate) fn build(
             elements.push(enc.clone());
         }
         EncoderKind::V4l2 => {
-            let controls = format!("controls,video_bitrate={},h264_i_frame_period={key_int}", kbps * 1000);
+            let controls = format!(
+                "controls,video_bitrate={},h264_i_frame_period={key_int}",
+                kbps * 1000
+            );
             set_from_str(&enc, "extra-controls", &controls)?;
             elements.push(enc.clone());
         }
@@ -230,13 +260,23 @@ pub(crate) fn build(
     for (name, value) in &config.properties {
         set_from_str(&enc, name, value)?;
     }
-    if matches!(kind, EncoderKind::Auto | EncoderKind::X264 | EncoderKind::OpenH264) {
-        let caps = gst::Caps::builder("video/x-h264").field("profile", config.profile.caps_name()).build();
-        let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
+    if matches!(
+        kind,
+        EncoderKind::Auto | EncoderKind::X264 | EncoderKind::OpenH264
+    ) {
+        let caps = gst::Caps::builder("video/x-h264")
+            .field("profile", config.profile.caps_name())
+            .build();
+        let filter = gst::ElementFactory::make("capsfilter")
+            .property("caps", caps)
+            .build()?;
         elements.push(filter);
     }
     tracing::info!(encoder = kind.factory(), kbps, key_int, preset = %config.speed_preset, "encoder configured");
-    Ok(EncoderChain { name: kind.factory(), elements })
+    Ok(EncoderChain {
+        name: kind.factory(),
+        elements,
+    })
 }
 
 #[cfg(test)]
@@ -251,7 +291,14 @@ mod tests {
         assert_eq!(c.bitrate_for(768, 576, Rate::whole(10).unwrap()), 310);
         assert_eq!(c.bitrate_for(64, 64, r), 200);
         assert_eq!(c.bitrate_for(3840, 2160, r), 8000);
-        assert_eq!(EncoderConfig { bitrate_kbps: Some(900), ..c }.bitrate_for(1, 1, r), 900);
+        assert_eq!(
+            EncoderConfig {
+                bitrate_kbps: Some(900),
+                ..c
+            }
+            .bitrate_for(1, 1, r),
+            900
+        );
         assert!(EncoderKind::parse("h265").is_err());
     }
 }

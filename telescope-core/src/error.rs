@@ -13,13 +13,30 @@ pub enum FrameError {
     EmptySize { width: u32, height: u32 },
     /// The format subsamples chroma by two, so both dimensions must be even.
     #[error("{format:?} needs even width and height, got {width}x{height}")]
-    OddSize { format: PixelFormat, width: u32, height: u32 },
+    OddSize {
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    },
     /// The row stride is shorter than one row of pixels.
     #[error("stride {stride} is shorter than a {format:?} row of {width} pixels ({min} bytes)")]
-    StrideTooSmall { format: PixelFormat, width: u32, stride: usize, min: usize },
+    StrideTooSmall {
+        format: PixelFormat,
+        width: u32,
+        stride: usize,
+        min: usize,
+    },
     /// The buffer is shorter than the frame it describes.
-    #[error("buffer of {actual} bytes is too short for {format:?} {width}x{height} (needs {expected})")]
-    BufferTooShort { format: PixelFormat, width: u32, height: u32, expected: usize, actual: usize },
+    #[error(
+        "buffer of {actual} bytes is too short for {format:?} {width}x{height} (needs {expected})"
+    )]
+    BufferTooShort {
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        expected: usize,
+        actual: usize,
+    },
     /// The pixel layout has no Telescope equivalent (for example a 16-bit or 4-channel `Mat`).
     #[error("unsupported pixel format: {0}")]
     UnsupportedFormat(String),
@@ -37,9 +54,14 @@ pub enum TelescopeError {
     GStreamerInit(String),
     /// A GStreamer element the pipeline needs is not installed.
     #[error("GStreamer element `{element}` is not installed ({hint})")]
-    MissingElement { element: &'static str, hint: &'static str },
+    MissingElement {
+        element: &'static str,
+        hint: &'static str,
+    },
     /// No H.264 encoder could be found or opened.
-    #[error("no usable H.264 encoder (tried {tried}); install gstreamer1.0-plugins-ugly for x264enc")]
+    #[error(
+        "no usable H.264 encoder (tried {tried}); install gstreamer1.0-plugins-ugly for x264enc"
+    )]
     NoEncoder { tried: String },
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
@@ -55,7 +77,10 @@ pub enum TelescopeError {
     Pipeline(String),
     /// The operation is not valid in the current state.
     #[error("cannot {action} while {state:?}")]
-    InvalidState { action: &'static str, state: crate::stats::StateKind },
+    InvalidState {
+        action: &'static str,
+        state: crate::stats::StateKind,
+    },
     /// The pipeline kept failing and the restart budget is spent.
     #[error("pipeline failed {restarts} times, giving up: {last_error}")]
     RestartsExhausted { restarts: u32, last_error: String },

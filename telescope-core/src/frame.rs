@@ -86,14 +86,23 @@ fn layout(
         return Err(FrameError::EmptySize { width, height });
     }
     if format.is_subsampled() && (width % 2 != 0 || height % 2 != 0) {
-        return Err(FrameError::OddSize { format, width, height });
+        return Err(FrameError::OddSize {
+            format,
+            width,
+            height,
+        });
     }
     let too_large = || FrameError::TooLarge { width, height };
     let min = (width as usize)
         .checked_mul(format.luma_bytes_per_pixel())
         .ok_or_else(too_large)?;
     if stride < min {
-        return Err(FrameError::StrideTooSmall { format, width, stride, min });
+        return Err(FrameError::StrideTooSmall {
+            format,
+            width,
+            stride,
+            min,
+        });
     }
     let h = height as usize;
     let luma = stride.checked_mul(h).ok_or_else(too_large)?;
@@ -133,7 +142,13 @@ fn check_len(
 ) -> Result<PlaneLayout, FrameError> {
     let l = layout(format, width, height, stride)?;
     if len < l.size {
-        return Err(FrameError::BufferTooShort { format, width, height, expected: l.size, actual: len });
+        return Err(FrameError::BufferTooShort {
+            format,
+            width,
+            height,
+            expected: l.size,
+            actual: len,
+        });
     }
     Ok(l)
 }
@@ -172,7 +187,12 @@ impl std::fmt::Debug for Frame {
 
 impl Frame {
     /// Take ownership of tightly packed pixels without copying them.
-    pub fn from_vec(data: Vec<u8>, format: PixelFormat, width: u32, height: u32) -> Result<Self, FrameError> {
+    pub fn from_vec(
+        data: Vec<u8>,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, FrameError> {
         Self::from_vec_with_stride(data, format, width, height, tight_stride(format, width))
     }
 
@@ -185,11 +205,23 @@ impl Frame {
         stride: usize,
     ) -> Result<Self, FrameError> {
         check_len(format, width, height, stride, data.len())?;
-        Ok(Frame { data, format, width, height, stride, captured_at: None })
+        Ok(Frame {
+            data,
+            format,
+            width,
+            height,
+            stride,
+            captured_at: None,
+        })
     }
 
     /// Copy tightly packed pixels out of a slice.
-    pub fn from_slice(data: &[u8], format: PixelFormat, width: u32, height: u32) -> Result<Self, FrameError> {
+    pub fn from_slice(
+        data: &[u8],
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, FrameError> {
         FrameRef::new(data, format, width, height).map(|r| r.to_owned())
     }
 
@@ -278,7 +310,12 @@ pub struct FrameRef<'a> {
 
 impl<'a> FrameRef<'a> {
     /// Borrow tightly packed pixels.
-    pub fn new(data: &'a [u8], format: PixelFormat, width: u32, height: u32) -> Result<Self, FrameError> {
+    pub fn new(
+        data: &'a [u8],
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, FrameError> {
         Self::with_stride(data, format, width, height, tight_stride(format, width))
     }
 
@@ -291,7 +328,14 @@ impl<'a> FrameRef<'a> {
         stride: usize,
     ) -> Result<Self, FrameError> {
         check_len(format, width, height, stride, data.len())?;
-        Ok(FrameRef { data, format, width, height, stride, captured_at: None })
+        Ok(FrameRef {
+            data,
+            format,
+            width,
+            height,
+            stride,
+            captured_at: None,
+        })
     }
 
     /// Set the capture time (builder style).
@@ -363,14 +407,23 @@ mod mat {
             }
         };
         if mat.dims() != 2 {
-            return Err(FrameError::UnsupportedFormat(format!("{}-dimensional Mat", mat.dims())));
+            return Err(FrameError::UnsupportedFormat(format!(
+                "{}-dimensional Mat",
+                mat.dims()
+            )));
         }
         let w = u32::try_from(mat.cols()).unwrap_or(0);
         let h = u32::try_from(mat.rows()).unwrap_or(0);
         if w == 0 || h == 0 || mat.data().is_null() {
-            return Err(FrameError::EmptySize { width: w, height: h });
+            return Err(FrameError::EmptySize {
+                width: w,
+                height: h,
+            });
         }
-        let step = mat.step1(0).map_err(|e| FrameError::UnsupportedFormat(e.to_string()))? * mat.elem_size1();
+        let step = mat
+            .step1(0)
+            .map_err(|e| FrameError::UnsupportedFormat(e.to_string()))?
+            * mat.elem_size1();
         Ok((format, w, h, step))
     }
 
@@ -401,7 +454,9 @@ mod mat {
             let row = super::tight_stride(format, w);
             let mut data = Vec::with_capacity(row * h as usize);
             for y in 0..mat.rows() {
-                let ptr = mat.ptr(y).map_err(|e| FrameError::UnsupportedFormat(e.to_string()))?;
+                let ptr = mat
+                    .ptr(y)
+                    .map_err(|e| FrameError::UnsupportedFormat(e.to_string()))?;
                 // SAFETY: row `y` of a 2-D Mat holds `cols * elem_size` = `row` bytes.
                 data.extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, row) });
             }
@@ -422,7 +477,13 @@ mod tests {
         let err = Frame::from_vec(vec![0; 23], PixelFormat::Bgr8, 4, 2).unwrap_err();
         assert_eq!(
             err,
-            FrameError::BufferTooShort { format: PixelFormat::Bgr8, width: 4, height: 2, expected: 24, actual: 23 }
+            FrameError::BufferTooShort {
+                format: PixelFormat::Bgr8,
+                width: 4,
+                height: 2,
+                expected: 24,
+                actual: 23
+            }
         );
     }
 
@@ -447,19 +508,26 @@ mod tests {
         let i420 = Frame::from_vec(vec![0; 8 * 4 * 3 / 2], PixelFormat::I420, 8, 4).unwrap();
         assert_eq!(i420.layout().offsets, [0, 32, 40]);
         assert_eq!(i420.layout().strides, [8, 4, 4]);
-        let nv12 = Frame::from_vec_with_stride(vec![0; 16 * 6], PixelFormat::Nv12, 8, 4, 16).unwrap();
+        let nv12 =
+            Frame::from_vec_with_stride(vec![0; 16 * 6], PixelFormat::Nv12, 8, 4, 16).unwrap();
         assert_eq!(nv12.layout().offsets[1], 64);
         assert_eq!(nv12.layout().size, 96);
     }
 
     #[test]
     fn empty_and_short_stride_are_errors() {
-        assert!(matches!(Frame::from_vec(vec![], PixelFormat::Gray8, 0, 4), Err(FrameError::EmptySize { .. })));
+        assert!(matches!(
+            Frame::from_vec(vec![], PixelFormat::Gray8, 0, 4),
+            Err(FrameError::EmptySize { .. })
+        ));
         assert!(matches!(
             FrameRef::with_stride(&[0; 100], PixelFormat::Rgb8, 10, 2, 20),
             Err(FrameError::StrideTooSmall { min: 30, .. })
         ));
-        assert!(matches!(PixelFormat::from_name("RGBA"), Err(FrameError::UnsupportedFormat(_))));
+        assert!(matches!(
+            PixelFormat::from_name("RGBA"),
+            Err(FrameError::UnsupportedFormat(_))
+        ));
     }
 
     #[test]

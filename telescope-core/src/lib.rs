@@ -42,7 +42,9 @@ mod telescope;
 pub mod warmup;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
-pub use config::{OverflowPolicy, RestartPolicy, SizeChangePolicy, TelescopeConfig, TelescopeConfigBuilder};
+pub use config::{
+    OverflowPolicy, RestartPolicy, SizeChangePolicy, TelescopeConfig, TelescopeConfigBuilder,
+};
 pub use encoder::{EncoderConfig, EncoderKind};
 pub use error::{FrameError, TelescopeError};
 pub use frame::{Frame, FrameRef, PixelFormat};

@@ -1,9 +1,10 @@
 //! One incarnation of the GStreamer pipeline:
-//! `appsrc ! videorate ! videoconvert ! videoscale ! capsfilter ! ENCODER ! h264parse ! tee ! SINKS`.
+//! `appsrc ! videoscale ! videoconvert ! capsfilter ! videorate ! capsfilter ! ENCODER ! h264parse ! tee ! SINKS`.
 //!
-//! `videorate` sits first so that conversion and encoding run once per *output* frame; it turns
-//! capture-timestamped, irregular input into the constant rate encoders and KVS expect,
-//! duplicating into gaps and dropping bursts (both counted).
+//! Scaling and conversion come first so that `videorate` always sees one format and size
+//! (it resets on every caps change, so frames of changing size would otherwise never come out).
+//! `videorate` turns capture-timestamped, irregular input into the constant rate encoders and
+//! KVS expect, duplicating into gaps and dropping bursts (both counted).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,21 +73,43 @@ impl StreamPipeline {
         videorate.set_property("skip-to-first", true);
         let convert = make("videoconvert", "gstreamer1.0-plugins-base")?;
         let scale = make("videoscale", "gstreamer1.0-plugins-base")?;
-        let caps = gst::Caps::builder("video/x-raw")
+        let raw = gst::Caps::builder("video/x-raw")
             .field("format", "I420")
-            .field("width", i32::try_from(width).map_err(|_| TelescopeError::Config(format!("width {width} too large")))?)
-            .field("height", i32::try_from(height).map_err(|_| TelescopeError::Config(format!("height {height} too large")))?)
-            .field("framerate", rate.to_fraction())
+            .field(
+                "width",
+                i32::try_from(width)
+                    .map_err(|_| TelescopeError::Config(format!("width {width} too large")))?,
+            )
+            .field(
+                "height",
+                i32::try_from(height)
+                    .map_err(|_| TelescopeError::Config(format!("height {height} too large")))?,
+            )
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build();
-        let filter = gst::ElementFactory::make("capsfilter").property("caps", caps).build()?;
+        let raw_filter = gst::ElementFactory::make("capsfilter")
+            .property("caps", raw)
+            .build()?;
+        let rate_caps = gst::Caps::builder("video/x-raw")
+            .field("framerate", rate.to_fraction())
+            .build();
+        let rate_filter = gst::ElementFactory::make("capsfilter")
+            .property("caps", rate_caps)
+            .build()?;
         let chain = encoder::build(encoder_kind, &config.encoder, width, height, rate)?;
         let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
         // SPS/PPS before every key frame: late joiners and cut files can always start decoding.
         parse.set_property("config-interval", -1i32);
         let tee = make("tee", "gstreamer1.0-plugins-base")?;
 
-        let mut main: Vec<gst::Element> = vec![appsrc.clone().upcast(), videorate.clone(), convert, scale, filter];
+        let mut main: Vec<gst::Element> = vec![
+            appsrc.clone().upcast(),
+            scale,
+            convert,
+            raw_filter,
+            videorate.clone(),
+            rate_filter,
+        ];
         main.extend(chain.elements);
         main.push(parse);
         main.push(tee.clone());
@@ -97,17 +120,27 @@ impl StreamPipeline {
             tee.link(&head)?;
         }
 
-        let bus = pipeline.bus().ok_or_else(|| TelescopeError::Pipeline("pipeline has no bus".into()))?;
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| TelescopeError::Pipeline("pipeline has no bus".into()))?;
         bus.set_sync_handler(move |_, msg| {
             match msg.view() {
                 gst::MessageView::Error(err) => {
-                    let source = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                    let source = msg
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default();
                     let message = format!("{source}: {}", err.error());
                     tracing::debug!(debug = ?err.debug(), "pipeline error detail");
-                    inbox.post_event(BusEvent::Error { incarnation, message });
+                    inbox.post_event(BusEvent::Error {
+                        incarnation,
+                        message,
+                    });
                 }
                 gst::MessageView::Eos(_) => inbox.post_event(BusEvent::Eos { incarnation }),
-                gst::MessageView::Warning(w) => tracing::warn!(warning = %w.error(), "pipeline warning"),
+                gst::MessageView::Warning(w) => {
+                    tracing::warn!(warning = %w.error(), "pipeline warning")
+                }
                 _ => {}
             }
             gst::BusSyncReply::Drop
@@ -142,11 +175,17 @@ impl StreamPipeline {
         self.last = Some(captured);
         let key = (frame.format(), frame.width(), frame.height());
         if self.caps_for != Some(key) {
-            let info = gst_video::VideoInfo::builder(frame.format().video_format(), frame.width(), frame.height())
-                .fps(gst::Fraction::new(0, 1))
-                .build()
+            let info = gst_video::VideoInfo::builder(
+                frame.format().video_format(),
+                frame.width(),
+                frame.height(),
+            )
+            .fps(gst::Fraction::new(0, 1))
+            .build()
+            .map_err(|_| PushError::Refused(gst::FlowError::NotNegotiated))?;
+            let caps = info
+                .to_caps()
                 .map_err(|_| PushError::Refused(gst::FlowError::NotNegotiated))?;
-            let caps = info.to_caps().map_err(|_| PushError::Refused(gst::FlowError::NotNegotiated))?;
             self.appsrc.set_caps(Some(&caps));
             self.caps_for = Some(key);
         }
@@ -160,7 +199,10 @@ impl StreamPipeline {
             };
             buf.set_pts(gst::ClockTime::from_nseconds(nanos(captured - origin)));
             buf.set_duration(gst::ClockTime::from_nseconds(nanos(self.rate.interval())));
-            let strides: Vec<i32> = layout.strides[..layout.planes].iter().map(|s| *s as i32).collect();
+            let strides: Vec<i32> = layout.strides[..layout.planes]
+                .iter()
+                .map(|s| *s as i32)
+                .collect();
             gst_video::VideoMeta::add_full(
                 buf,
                 gst_video::VideoFrameFlags::empty(),
@@ -172,7 +214,10 @@ impl StreamPipeline {
             )
             .map_err(|_| PushError::Refused(gst::FlowError::Error))?;
         }
-        self.appsrc.push_buffer(buffer).map(|_| ()).map_err(PushError::Refused)
+        self.appsrc
+            .push_buffer(buffer)
+            .map(|_| ())
+            .map_err(PushError::Refused)
     }
 
     /// Signal the end of the stream; muxers finalise their files when it reaches them.

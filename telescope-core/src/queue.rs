@@ -77,7 +77,10 @@ impl Inbox {
     /// Open for a new run.
     pub fn open(&self) {
         let mut s = self.lock();
-        *s = State { accepting: true, ..State::default() };
+        *s = State {
+            accepting: true,
+            ..State::default()
+        };
     }
 
     /// Offer a frame without ever waiting.
@@ -184,7 +187,10 @@ impl Inbox {
                     if now >= d {
                         return Work::Idle;
                     }
-                    self.work.wait_timeout(s, d - now).unwrap_or_else(|p| p.into_inner()).0
+                    self.work
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
                 }
             };
         }
@@ -201,7 +207,11 @@ impl Inbox {
             if now >= deadline {
                 return None;
             }
-            s = self.work.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            s = self
+                .work
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -217,7 +227,11 @@ impl Inbox {
             if now >= deadline {
                 return false;
             }
-            s = self.work.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            s = self
+                .work
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }
@@ -266,7 +280,10 @@ mod tests {
         q.request_stop();
         q.post_event(BusEvent::Eos { incarnation: 0 });
         assert_eq!(q.offer(frame(9)), Offer::Rejected(DropReason::NotRunning));
-        assert!(matches!(q.next(None), Work::Event(BusEvent::Eos { incarnation: 0 })));
+        assert!(matches!(
+            q.next(None),
+            Work::Event(BusEvent::Eos { incarnation: 0 })
+        ));
         assert!(matches!(q.next(None), Work::Frame(_)));
         assert!(matches!(q.next(None), Work::Stop));
         assert!(q.wait_stop(Duration::from_secs(60)));

@@ -20,16 +20,28 @@ pub const COMMON_RATES: &[Rate] = &[
     Rate { num: 10, den: 1 },
     Rate { num: 12, den: 1 },
     Rate { num: 15, den: 1 },
-    Rate { num: 15000, den: 1001 },
+    Rate {
+        num: 15000,
+        den: 1001,
+    },
     Rate { num: 20, den: 1 },
-    Rate { num: 24000, den: 1001 },
+    Rate {
+        num: 24000,
+        den: 1001,
+    },
     Rate { num: 24, den: 1 },
     Rate { num: 25, den: 1 },
-    Rate { num: 30000, den: 1001 },
+    Rate {
+        num: 30000,
+        den: 1001,
+    },
     Rate { num: 30, den: 1 },
     Rate { num: 48, den: 1 },
     Rate { num: 50, den: 1 },
-    Rate { num: 60000, den: 1001 },
+    Rate {
+        num: 60000,
+        den: 1001,
+    },
     Rate { num: 60, den: 1 },
     Rate { num: 120, den: 1 },
 ];
@@ -64,7 +76,8 @@ impl Rate {
     /// The time between two frames.
     pub fn interval(self) -> Duration {
         Duration::from_nanos(
-            u64::try_from(u128::from(self.den) * 1_000_000_000 / u128::from(self.num)).unwrap_or(u64::MAX),
+            u64::try_from(u128::from(self.den) * 1_000_000_000 / u128::from(self.num))
+                .unwrap_or(u64::MAX),
         )
     }
     /// The instant of frame `n` counted from zero, rounded down to the nanosecond.
@@ -153,7 +166,9 @@ impl FromStr for Rate {
         if fps.fract() == 0.0 && fps <= f64::from(u32::MAX) {
             return Rate::new(fps as u32, 1).ok_or_else(err);
         }
-        Rate::snap(fps, 0.001).or_else(|| Rate::approximate(fps)).ok_or_else(err)
+        Rate::snap(fps, 0.001)
+            .or_else(|| Rate::approximate(fps))
+            .ok_or_else(err)
     }
 }
 
@@ -164,9 +179,18 @@ mod tests {
     #[test]
     fn parses_whole_decimal_and_fractional_rates() {
         assert_eq!("25".parse::<Rate>().unwrap(), Rate::whole(25).unwrap());
-        assert_eq!("29.97".parse::<Rate>().unwrap(), Rate::new(30000, 1001).unwrap());
-        assert_eq!("23.976".parse::<Rate>().unwrap(), Rate::new(24000, 1001).unwrap());
-        assert_eq!("24000/1001".parse::<Rate>().unwrap().to_string(), "24000/1001");
+        assert_eq!(
+            "29.97".parse::<Rate>().unwrap(),
+            Rate::new(30000, 1001).unwrap()
+        );
+        assert_eq!(
+            "23.976".parse::<Rate>().unwrap(),
+            Rate::new(24000, 1001).unwrap()
+        );
+        assert_eq!(
+            "24000/1001".parse::<Rate>().unwrap().to_string(),
+            "24000/1001"
+        );
         assert_eq!("7.5".parse::<Rate>().unwrap(), Rate::new(15, 2).unwrap());
         for bad in ["0", "-3", "abc", "1/0", "nan", ""] {
             assert!(bad.parse::<Rate>().is_err(), "{bad} must be rejected");

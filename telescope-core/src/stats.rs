@@ -126,7 +126,10 @@ pub struct Stats {
 impl Stats {
     /// Frames dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+        self.dropped
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
     }
     /// Frames dropped for any reason.
     pub fn dropped_total(&self) -> u64 {

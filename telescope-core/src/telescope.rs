@@ -88,7 +88,10 @@ pub struct Telescope {
 
 impl std::fmt::Debug for Telescope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Telescope").field("name", &self.config.name).field("state", &self.state()).finish()
+        f.debug_struct("Telescope")
+            .field("name", &self.config.name)
+            .field("state", &self.state())
+            .finish()
     }
 }
 
@@ -99,11 +102,15 @@ impl Telescope {
             return Err(TelescopeError::Config("at least one sink is needed".into()));
         }
         if config.queue_capacity == 0 {
-            return Err(TelescopeError::Config("queue_capacity must be at least 1".into()));
+            return Err(TelescopeError::Config(
+                "queue_capacity must be at least 1".into(),
+            ));
         }
         if let Some((w, h)) = config.size {
             if w == 0 || h == 0 || w % 2 != 0 || h % 2 != 0 {
-                return Err(TelescopeError::Config(format!("output size {w}x{h} must be non-zero and even")));
+                return Err(TelescopeError::Config(format!(
+                    "output size {w}x{h} must be non-zero and even"
+                )));
             }
         }
         let inbox = Arc::new(Inbox::new(config.queue_capacity, config.overflow));
@@ -111,7 +118,10 @@ impl Telescope {
             shared: Arc::new(Shared {
                 inbox,
                 counters: Counters::default(),
-                status: Mutex::new(Status { state: Some(StateKind::Idle), ..Status::default() }),
+                status: Mutex::new(Status {
+                    state: Some(StateKind::Idle),
+                    ..Status::default()
+                }),
                 current: Mutex::new(None),
             }),
             config,
@@ -139,7 +149,10 @@ impl Telescope {
         let mut worker = self.worker();
         let state = self.state();
         if worker.is_some() || !matches!(state, StateKind::Idle | StateKind::Stopped) {
-            return Err(TelescopeError::InvalidState { action: "start", state });
+            return Err(TelescopeError::InvalidState {
+                action: "start",
+                state,
+            });
         }
         crate::init()?;
         for sink in &self.config.sinks {
@@ -153,8 +166,16 @@ impl Telescope {
             s.estimate = None;
         }
         self.shared.inbox.open();
-        let warmup = Warmup::with_known(self.config.warmup.clone(), self.config.fps, self.config.size);
-        self.shared.set_state(if warmup.is_skipped() { StateKind::Streaming } else { StateKind::WarmingUp });
+        let warmup = Warmup::with_known(
+            self.config.warmup.clone(),
+            self.config.fps,
+            self.config.size,
+        );
+        self.shared.set_state(if warmup.is_skipped() {
+            StateKind::Streaming
+        } else {
+            StateKind::WarmingUp
+        });
         let mut run = Worker {
             config: self.config.clone(),
             shared: self.shared.clone(),
@@ -221,15 +242,22 @@ impl Telescope {
     pub fn stop(&self) -> Result<StopReport, TelescopeError> {
         let handle = self.worker().take();
         let Some(handle) = handle else {
-            return Err(TelescopeError::InvalidState { action: "stop", state: self.state() });
+            return Err(TelescopeError::InvalidState {
+                action: "stop",
+                state: self.state(),
+            });
         };
         self.shared.inbox.request_stop();
-        let result = handle
-            .join()
-            .unwrap_or_else(|_| Err(TelescopeError::Pipeline("the worker thread panicked".into())));
+        let result = handle.join().unwrap_or_else(|_| {
+            Err(TelescopeError::Pipeline(
+                "the worker thread panicked".into(),
+            ))
+        });
         self.shared.set_state(StateKind::Stopped);
         result?;
-        Ok(StopReport { stats: self.stats() })
+        Ok(StopReport {
+            stats: self.stats(),
+        })
     }
 
     /// A snapshot of the counters.
@@ -255,7 +283,10 @@ impl Telescope {
             frames_pushed: c.pushed.load(Ordering::Relaxed),
             queue_depth: self.shared.inbox.depth(),
             warmup_held: s.warmup_held,
-            dropped: DropReason::ALL.iter().map(|r| (*r, c.dropped(*r))).collect(),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (*r, c.dropped(*r)))
+                .collect(),
             frames_out: s.finished.out + live.out,
             frames_duplicated: s.finished.duplicated + live.duplicated,
             frames_rate_dropped: s.finished.dropped + live.dropped,
@@ -271,10 +302,20 @@ impl Telescope {
     /// the restart path; does nothing when no pipeline runs.
     #[doc(hidden)]
     pub fn inject_pipeline_error(&self, message: &str) -> bool {
-        let current = self.shared.current.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(pipeline) = current.as_ref() else { return false };
-        let Some(src) = pipeline.by_name("src") else { return false };
-        let msg = gst::message::Error::builder(gst::CoreError::Failed, message).src(&src).build();
+        let current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(pipeline) = current.as_ref() else {
+            return false;
+        };
+        let Some(src) = pipeline.by_name("src") else {
+            return false;
+        };
+        let msg = gst::message::Error::builder(gst::CoreError::Failed, message)
+            .src(&src)
+            .build();
         pipeline.bus().is_some_and(|bus| bus.post(msg).is_ok())
     }
 }
@@ -341,7 +382,10 @@ impl Worker {
                 Exit::Stop => return self.finish(),
                 Exit::Failure(message) => {
                     self.failures += 1;
-                    self.shared.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .restarts
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %message, failures = self.failures, "pipeline failed");
                     {
                         let mut s = self.shared.status();
@@ -351,8 +395,16 @@ impl Worker {
                     if let Some(p) = self.pipeline.take() {
                         self.retire(p);
                     }
-                    if self.config.restart.max_restarts.is_some_and(|max| self.failures > max) {
-                        return Err(TelescopeError::RestartsExhausted { restarts: self.failures - 1, last_error: message });
+                    if self
+                        .config
+                        .restart
+                        .max_restarts
+                        .is_some_and(|max| self.failures > max)
+                    {
+                        return Err(TelescopeError::RestartsExhausted {
+                            restarts: self.failures - 1,
+                            last_error: message,
+                        });
                     }
                     let wait = self.config.restart.backoff(self.failures);
                     if self.shared.inbox.wait_stop(wait) {
@@ -386,8 +438,15 @@ impl Worker {
                         return Exit::Failure(message);
                     }
                 }
-                Work::Event(BusEvent::Error { incarnation, message }) => {
-                    if self.pipeline.as_ref().is_some_and(|p| p.incarnation == incarnation) {
+                Work::Event(BusEvent::Error {
+                    incarnation,
+                    message,
+                }) => {
+                    if self
+                        .pipeline
+                        .as_ref()
+                        .is_some_and(|p| p.incarnation == incarnation)
+                    {
                         return Exit::Failure(message);
                     }
                 }
@@ -456,7 +515,11 @@ impl Worker {
             incarnation,
             self.shared.inbox.clone(),
         )?;
-        *self.shared.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(p.pipeline.clone());
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(p.pipeline.clone());
         let playing = p.play();
         let encoder = p.encoder;
         self.pipeline = Some(p);
@@ -467,9 +530,14 @@ impl Worker {
     }
 
     fn push(&mut self, frame: Frame) -> Result<(), String> {
-        let Some(est) = self.estimate() else { return Ok(()) };
+        let Some(est) = self.estimate() else {
+            return Ok(());
+        };
         if (frame.width(), frame.height()) != (est.width, est.height) {
-            self.shared.counters.size_changes.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .size_changes
+                .fetch_add(1, Ordering::Relaxed);
             if self.config.size_change == SizeChangePolicy::Drop {
                 self.shared.counters.drop(DropReason::SizeMismatch);
                 return Ok(());
@@ -525,7 +593,10 @@ impl Worker {
                     outcome = Ok(());
                     break;
                 }
-                BusEvent::Error { incarnation, message } if incarnation == pipeline.incarnation => {
+                BusEvent::Error {
+                    incarnation,
+                    message,
+                } if incarnation == pipeline.incarnation => {
                     outcome = Err(TelescopeError::Pipeline(message));
                     break;
                 }
@@ -537,7 +608,11 @@ impl Worker {
     }
 
     fn retire(&self, pipeline: StreamPipeline) {
-        *self.shared.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         let counters = pipeline.shutdown();
         let mut s = self.shared.status();
         s.finished.out += counters.out;

@@ -112,7 +112,12 @@ impl Warmup {
     }
 
     /// Record one frame; returns the final estimate when the warmup has finished.
-    pub fn observe(&mut self, captured_at: Duration, width: u32, height: u32) -> Option<WarmupEstimate> {
+    pub fn observe(
+        &mut self,
+        captured_at: Duration,
+        width: u32,
+        height: u32,
+    ) -> Option<WarmupEstimate> {
         if self.done.is_some() {
             return self.done;
         }
@@ -137,7 +142,9 @@ impl Warmup {
             let candidate = self.choose_rate(fit.period, fit.relative_error);
             self.recent.push(candidate);
             let agree = self.recent.len() >= self.config.stable_frames
-                && self.recent[self.recent.len() - self.config.stable_frames..].iter().all(|r| *r == candidate);
+                && self.recent[self.recent.len() - self.config.stable_frames..]
+                    .iter()
+                    .all(|r| *r == candidate);
             if n >= self.config.min_frames && fit.relative_error <= self.config.precision && agree {
                 return self.finish(candidate, 1.0 / fit.period, fit.relative_error, false, w, h);
             }
@@ -179,11 +186,27 @@ impl Warmup {
             .unwrap_or(self.config.fallback)
     }
 
-    fn finish(&mut self, rate: Rate, fps: f64, err: f64, configured: bool, w: u32, h: u32) -> Option<WarmupEstimate> {
+    fn finish(
+        &mut self,
+        rate: Rate,
+        fps: f64,
+        err: f64,
+        configured: bool,
+        w: u32,
+        h: u32,
+    ) -> Option<WarmupEstimate> {
         Some(self.finish_estimate(rate, fps, err, configured, w, h))
     }
 
-    fn finish_estimate(&mut self, rate: Rate, fps: f64, err: f64, configured: bool, w: u32, h: u32) -> WarmupEstimate {
+    fn finish_estimate(
+        &mut self,
+        rate: Rate,
+        fps: f64,
+        err: f64,
+        configured: bool,
+        w: u32,
+        h: u32,
+    ) -> WarmupEstimate {
         let est = WarmupEstimate {
             rate,
             width: w,
@@ -214,7 +237,11 @@ fn median(values: &mut [f64]) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     let m = values.len() / 2;
-    Some(if values.len() % 2 == 1 { values[m] } else { 0.5 * (values[m - 1] + values[m]) })
+    Some(if values.len() % 2 == 1 {
+        values[m]
+    } else {
+        0.5 * (values[m - 1] + values[m])
+    })
 }
 
 /// How tightly timestamps gather on a grid of period `p`: 1 = exactly, about 0 = not at all.
@@ -227,7 +254,10 @@ fn grid_concentration(times: &[f64], p: f64) -> (f64, f64) {
         s += a.sin();
     }
     let n = times.len() as f64;
-    ((c * c + s * s).sqrt() / n, s.atan2(c) / std::f64::consts::TAU * p)
+    (
+        (c * c + s * s).sqrt() / n,
+        s.atan2(c) / std::f64::consts::TAU * p,
+    )
 }
 
 /// Fit the frame period to timestamps (seconds); `None` until there is timing to fit.
@@ -235,9 +265,14 @@ pub fn fit_period(times: &[f64]) -> Option<PeriodFit> {
     if times.len() < 3 {
         return None;
     }
-    let mut intervals: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 1e-9).collect();
+    let mut intervals: Vec<f64> = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 1e-9)
+        .collect();
     let t0 = median(&mut intervals)?;
-    let span = times.iter().copied().fold(f64::MIN, f64::max) - times.iter().copied().fold(f64::MAX, f64::min);
+    let span = times.iter().copied().fold(f64::MIN, f64::max)
+        - times.iter().copied().fold(f64::MAX, f64::min);
     if span <= 0.0 {
         return None;
     }
@@ -270,11 +305,20 @@ pub fn fit_period(times: &[f64]) -> Option<PeriodFit> {
     let (_, phase) = grid_concentration(times, p);
 
     // Number every frame on the grid, then least squares with residual trimming.
-    let points: Vec<(f64, f64)> = times.iter().map(|t| (((t - phase) / p).round(), *t)).collect();
+    let points: Vec<(f64, f64)> = times
+        .iter()
+        .map(|t| (((t - phase) / p).round(), *t))
+        .collect();
     let mut keep: Vec<bool> = vec![true; points.len()];
     let mut result = None;
     for _ in 0..3 {
-        let fit = least_squares(points.iter().zip(&keep).filter(|(_, k)| **k).map(|(pt, _)| *pt))?;
+        let fit = least_squares(
+            points
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(pt, _)| *pt),
+        )?;
         result = Some(fit);
         let mut residuals: Vec<f64> = points
             .iter()
@@ -300,7 +344,10 @@ pub fn fit_period(times: &[f64]) -> Option<PeriodFit> {
     if slope <= 0.0 {
         return None;
     }
-    Some(PeriodFit { period: slope, relative_error: stderr / slope })
+    Some(PeriodFit {
+        period: slope,
+        relative_error: stderr / slope,
+    })
 }
 
 /// Least squares `t = a + b k`; returns (a, b, standard error of b).
@@ -337,9 +384,16 @@ mod tests {
 
     #[test]
     fn exact_timestamps_give_exact_fractional_rates_quickly() {
-        for rate in [Rate::new(24000, 1001), Rate::new(30000, 1001), Rate::new(25, 1), Rate::new(10, 1)] {
+        for rate in [
+            Rate::new(24000, 1001),
+            Rate::new(30000, 1001),
+            Rate::new(25, 1),
+            Rate::new(10, 1),
+        ] {
             let rate = rate.unwrap();
-            let times: Vec<Duration> = (0..100).map(|i| Duration::from_secs(7) + rate.frame_time(i)).collect();
+            let times: Vec<Duration> = (0..100)
+                .map(|i| Duration::from_secs(7) + rate.frame_time(i))
+                .collect();
             let est = run(&times).expect("warmup must finish");
             assert_eq!(est.rate, rate);
             assert!(est.frames <= 12, "{rate}: took {} frames", est.frames);
@@ -361,13 +415,21 @@ mod tests {
         assert!(w.is_skipped());
         let est = w.observe(Duration::ZERO, 99, 99).unwrap();
         assert!(est.configured);
-        assert_eq!((est.rate, est.width, est.height, est.frames), (rate, 320, 240, 1));
+        assert_eq!(
+            (est.rate, est.width, est.height, est.frames),
+            (rate, 320, 240, 1)
+        );
     }
 
     #[test]
     fn no_timing_falls_back_at_max_frames() {
-        let mut w = Warmup::new(WarmupConfig { max_frames: 20, ..WarmupConfig::default() });
-        let est = (0..20).find_map(|_| w.observe(Duration::from_secs(1), 8, 8)).unwrap();
+        let mut w = Warmup::new(WarmupConfig {
+            max_frames: 20,
+            ..WarmupConfig::default()
+        });
+        let est = (0..20)
+            .find_map(|_| w.observe(Duration::from_secs(1), 8, 8))
+            .unwrap();
         assert_eq!(est.rate, WarmupConfig::default().fallback);
         assert_eq!(est.frames, 20);
     }
@@ -376,7 +438,10 @@ mod tests {
     fn dropped_frames_do_not_halve_the_rate() {
         let rate = Rate::new(30, 1).unwrap();
         // Every third frame lost: intervals are 1,1,2,1,1,2... periods.
-        let times: Vec<Duration> = (0..150).filter(|i| i % 3 != 2).map(|i| rate.frame_time(i)).collect();
+        let times: Vec<Duration> = (0..150)
+            .filter(|i| i % 3 != 2)
+            .map(|i| rate.frame_time(i))
+            .collect();
         assert_eq!(run(&times).unwrap().rate, rate);
     }
 

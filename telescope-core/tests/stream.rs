@@ -6,18 +6,33 @@ mod common;
 use std::time::Duration;
 
 use common::{bgr_frame, probe};
-use telescope::{Rate, SinkConfig, StateKind, Telescope, TelescopeConfig};
+use telescope::{
+    wait_for, DropReason, Frame, PixelFormat, PutOutcome, Rate, RestartPolicy, SinkConfig,
+    StateKind, Telescope, TelescopeConfig, TelescopeError,
+};
 
 #[test]
 fn warmup_finds_a_fractional_rate_and_every_frame_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.mkv");
     let rate = Rate::new(24000, 1001).unwrap();
-    let t = Telescope::new(TelescopeConfig::builder().sink(SinkConfig::file(&out).unwrap()).build()).unwrap();
+    let t = Telescope::new(
+        TelescopeConfig::builder()
+            .sink(SinkConfig::file(&out).unwrap())
+            .build(),
+    )
+    .unwrap();
     t.start().unwrap();
     assert_eq!(t.state(), StateKind::WarmingUp);
     for n in 0..60 {
-        assert!(t.put_blocking(bgr_frame(320, 240, n, Duration::from_secs(3) + rate.frame_time(n))).is_queued());
+        assert!(t
+            .put_blocking(bgr_frame(
+                320,
+                240,
+                n,
+                Duration::from_secs(3) + rate.frame_time(n)
+            ))
+            .is_queued());
     }
     let report = t.stop().unwrap();
     let est = report.stats.estimate.unwrap();
@@ -25,5 +40,350 @@ fn warmup_finds_a_fractional_rate_and_every_frame_is_written() {
     assert_eq!(report.stats.dropped_total(), 0, "{:?}", report.stats);
     assert_eq!(report.stats.frames_pushed, 60);
     let p = probe(&out);
-    assert_eq!((p.frames, p.width, p.height, p.rate.as_str(), p.codec.as_str()), (60, 320, 240, "24000/1001", "h264"));
+    assert_eq!(
+        (
+            p.frames,
+            p.width,
+            p.height,
+            p.rate.as_str(),
+            p.codec.as_str()
+        ),
+        (60, 320, 240, "24000/1001", "h264")
+    );
+}
+
+#[test]
+fn configured_rate_and_size_skip_warmup_and_other_sizes_are_scaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mp4");
+    let rate = Rate::whole(25).unwrap();
+    let config = TelescopeConfig::builder()
+        .fps(rate)
+        .size(160, 120)
+        .sink(SinkConfig::file(&out).unwrap())
+        .build();
+    let t = Telescope::new(config).unwrap();
+    t.start().unwrap();
+    assert_eq!(t.state(), StateKind::Streaming);
+    for n in 0..50 {
+        // Half the frames at another size: the default policy scales them in the pipeline.
+        let (w, h) = if n % 2 == 0 { (160, 120) } else { (320, 180) };
+        assert!(t
+            .put_blocking(bgr_frame(w, h, n, rate.frame_time(n)))
+            .is_queued());
+    }
+    let stats = t.stop().unwrap().stats;
+    assert!(stats.estimate.unwrap().configured);
+    assert_eq!(stats.size_changes, 25);
+    assert_eq!(stats.dropped_total(), 0);
+    let p = probe(&out);
+    assert_eq!(
+        (p.frames, p.width, p.height, p.rate.as_str()),
+        (50, 160, 120, "25/1")
+    );
+}
+
+#[test]
+fn size_change_policy_drop_counts_the_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let rate = Rate::whole(10).unwrap();
+    let config = TelescopeConfig::builder()
+        .fps(rate)
+        .size(64, 48)
+        .size_change(telescope::SizeChangePolicy::Drop)
+        .sink(SinkConfig::file(&out).unwrap())
+        .build();
+    let t = Telescope::new(config).unwrap();
+    t.start().unwrap();
+    for n in 0..20 {
+        let (w, h) = if n < 10 { (64, 48) } else { (66, 48) };
+        t.put_blocking(bgr_frame(w, h, n, rate.frame_time(n)));
+    }
+    let stats = t.stop().unwrap().stats;
+    assert_eq!(stats.dropped(DropReason::SizeMismatch), 10);
+    assert_eq!(stats.frames_pushed, 10);
+}
+
+#[test]
+fn irregular_arrival_keeps_the_timeline_at_a_constant_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let rate = Rate::whole(10).unwrap();
+    // 40 regular frames, a 1.5 s gap (camera stall), then a burst of 6 frames within 60 ms,
+    // then regular again: the timeline must survive.
+    let mut times: Vec<Duration> = (0..40).map(|n| rate.frame_time(n)).collect();
+    let after_gap = rate.frame_time(39) + Duration::from_millis(1600);
+    times.extend((0..6).map(|i| after_gap + Duration::from_millis(10 * i)));
+    let resume = *times.last().unwrap() + Duration::from_millis(100);
+    times.extend((0..30).map(|n| resume + rate.frame_time(n)));
+    let source_span =
+        (*times.last().unwrap() - times[0]).as_secs_f64() + rate.interval().as_secs_f64();
+
+    let t = Telescope::new(
+        TelescopeConfig::builder()
+            .sink(SinkConfig::file(&out).unwrap())
+            .build(),
+    )
+    .unwrap();
+    t.start().unwrap();
+    for (n, at) in times.iter().enumerate() {
+        t.put_blocking(bgr_frame(128, 96, n as u64, *at));
+    }
+    let stats = t.stop().unwrap().stats;
+    assert_eq!(stats.estimate.unwrap().rate, rate);
+    assert!(
+        stats.frames_duplicated >= 14,
+        "the gap is filled: {stats:?}"
+    );
+    assert!(
+        stats.frames_rate_dropped >= 4,
+        "the burst is thinned: {stats:?}"
+    );
+    assert_eq!(stats.frames_pushed, times.len() as u64);
+    let p = probe(&out);
+    assert_eq!(p.rate, "10/1");
+    assert_eq!(p.frames, stats.frames_out);
+    let output_span = p.frames as f64 / rate.fps();
+    assert!(
+        (output_span - source_span).abs() <= rate.interval().as_secs_f64() + 1e-6,
+        "output {output_span} s vs source {source_span} s"
+    );
+}
+
+#[test]
+fn put_before_start_and_out_of_order_frames_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let rate = Rate::whole(10).unwrap();
+    let config = TelescopeConfig::builder()
+        .fps(rate)
+        .size(64, 48)
+        .sink(SinkConfig::file(&out).unwrap())
+        .build();
+    let t = Telescope::new(config).unwrap();
+    assert_eq!(
+        t.put(bgr_frame(64, 48, 0, Duration::ZERO)),
+        PutOutcome::Rejected(DropReason::NotRunning)
+    );
+    t.start().unwrap();
+    assert!(matches!(
+        t.start(),
+        Err(TelescopeError::InvalidState {
+            action: "start",
+            ..
+        })
+    ));
+    for n in [0u64, 1, 2, 1, 3] {
+        t.put_blocking(bgr_frame(64, 48, n, rate.frame_time(n)));
+    }
+    let stats = t.stop().unwrap().stats;
+    assert_eq!(stats.dropped(DropReason::NotRunning), 1);
+    assert_eq!(stats.dropped(DropReason::OutOfOrder), 1);
+    assert_eq!(stats.frames_put, 6);
+    assert_eq!(stats.frames_pushed, 4);
+    assert!(matches!(
+        t.stop(),
+        Err(TelescopeError::InvalidState { action: "stop", .. })
+    ));
+}
+
+#[test]
+fn a_failed_pipeline_restarts_into_a_new_file_and_the_telescope_restarts_after_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cam.mkv");
+    let rate = Rate::whole(10).unwrap();
+    let config = TelescopeConfig::builder()
+        .fps(rate)
+        .size(64, 48)
+        .restart(RestartPolicy {
+            initial_backoff: Duration::from_millis(10),
+            ..RestartPolicy::default()
+        })
+        .sink(SinkConfig::file(&out).unwrap())
+        .build();
+    let t = Telescope::new(config).unwrap();
+    t.start().unwrap();
+    for n in 0..20 {
+        t.put_blocking(bgr_frame(64, 48, n, rate.frame_time(n)));
+    }
+    assert!(wait_for(&t, Duration::from_secs(30), |s| s.frames_pushed == 20));
+    assert!(t.inject_pipeline_error("forced failure"));
+    assert!(wait_for(&t, Duration::from_secs(30), |s| s.restarts == 1
+        && s.state == StateKind::Streaming));
+    for n in 20..40 {
+        t.put_blocking(bgr_frame(64, 48, n, rate.frame_time(n)));
+    }
+    let stats = t.stop().unwrap().stats;
+    assert_eq!(stats.restarts, 1);
+    assert!(stats.last_error.unwrap().contains("forced failure"));
+    assert_eq!(stats.frames_pushed, 40);
+    // The first file was cut short by the failure; the second holds what came after it.
+    assert_eq!(probe(&dir.path().join("cam.1.mkv")).frames, 20);
+
+    // Restartable: a new run writes the next file and streams again.
+    t.start().unwrap();
+    for n in 0..10 {
+        t.put_blocking(bgr_frame(64, 48, n, rate.frame_time(n)));
+    }
+    t.stop().unwrap();
+    assert_eq!(probe(&dir.path().join("cam.2.mkv")).frames, 10);
+}
+
+#[test]
+fn exhausted_restarts_fail_for_good_and_refuse_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cam.mkv");
+    let rate = Rate::whole(10).unwrap();
+    let config = TelescopeConfig::builder()
+        .fps(rate)
+        .size(64, 48)
+        .restart(RestartPolicy {
+            max_restarts: Some(0),
+            ..RestartPolicy::default()
+        })
+        .sink(SinkConfig::file(&out).unwrap())
+        .build();
+    let t = Telescope::new(config).unwrap();
+    t.start().unwrap();
+    t.put_blocking(bgr_frame(64, 48, 0, Duration::ZERO));
+    assert!(wait_for(&t, Duration::from_secs(30), |s| s.frames_pushed == 1));
+    assert!(t.inject_pipeline_error("disk on fire"));
+    assert!(wait_for(&t, Duration::from_secs(30), |s| s.state
+        == StateKind::Failed
+        && s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("giving up"))));
+    assert_eq!(
+        t.put(bgr_frame(64, 48, 1, rate.frame_time(1))),
+        PutOutcome::Rejected(DropReason::Failed)
+    );
+    assert!(matches!(
+        t.stop(),
+        Err(TelescopeError::RestartsExhausted { restarts: 0, .. })
+    ));
+}
+
+#[test]
+fn every_pixel_format_and_padded_strides_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = Rate::whole(10).unwrap();
+    let (w, h) = (66u32, 50u32);
+    for format in [
+        PixelFormat::Bgr8,
+        PixelFormat::Rgb8,
+        PixelFormat::Gray8,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+    ] {
+        let out = dir.path().join(format!("{format:?}.mkv"));
+        let t = Telescope::new(
+            TelescopeConfig::builder()
+                .sink(SinkConfig::file(&out).unwrap())
+                .build(),
+        )
+        .unwrap();
+        t.start().unwrap();
+        // Rows padded to a multiple of 64 bytes, as many camera and GPU buffers are.
+        let stride = (w as usize * format.luma_bytes_per_pixel()).div_ceil(64) * 64;
+        let len = match format {
+            PixelFormat::I420 => stride * h as usize + 2 * stride.div_ceil(2) * (h as usize / 2),
+            PixelFormat::Nv12 => stride * h as usize * 3 / 2,
+            _ => stride * h as usize,
+        };
+        for n in 0..15u64 {
+            let data = vec![(n * 10) as u8; len];
+            let frame = Frame::from_vec_with_stride(data, format, w, h, stride)
+                .unwrap()
+                .at(rate.frame_time(n));
+            assert!(t.put_blocking(frame).is_queued());
+        }
+        let stats = t.stop().unwrap().stats;
+        assert_eq!(stats.dropped_total(), 0, "{format:?}: {stats:?}");
+        let p = probe(&out);
+        assert_eq!((p.frames, p.width, p.height), (15, w, h), "{format:?}");
+    }
+}
+
+#[test]
+fn odd_sizes_found_by_warmup_are_rounded_down_to_even_for_the_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("odd.mkv");
+    let rate = Rate::whole(10).unwrap();
+    let t = Telescope::new(
+        TelescopeConfig::builder()
+            .sink(SinkConfig::file(&out).unwrap())
+            .build(),
+    )
+    .unwrap();
+    t.start().unwrap();
+    for n in 0..12u64 {
+        t.put_blocking(bgr_frame(65, 49, n, rate.frame_time(n)));
+    }
+    t.stop().unwrap();
+    let p = probe(&out);
+    assert_eq!((p.frames, p.width, p.height), (12, 64, 48));
+}
+
+#[test]
+fn put_never_waits_for_a_stalled_sink_and_counts_what_it_drops() {
+    use std::io::Read;
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO nobody reads: the file sink blocks on it, like a full disk or a dead NFS mount.
+    let fifo = dir.path().join("stalled.mkv");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rate = Rate::whole(30).unwrap();
+    let config = TelescopeConfig::builder()
+        .fps(rate)
+        .size(64, 48)
+        .queue_capacity(4)
+        .sink(SinkConfig::file(&fifo).unwrap())
+        .build();
+    let t = Telescope::new(config).unwrap();
+    t.start().unwrap();
+    let mut slowest = Duration::ZERO;
+    let frames = 300u64;
+    for n in 0..frames {
+        let frame = bgr_frame(64, 48, n, rate.frame_time(n));
+        let begin = Instant::now();
+        t.put(frame);
+        slowest = slowest.max(begin.elapsed());
+    }
+    let stats = t.stats();
+    // Blocking would mean waiting forever on the FIFO; the bound is far above a mutex push.
+    assert!(slowest < Duration::from_millis(500), "put took {slowest:?}");
+    assert_eq!(stats.frames_put, frames);
+    assert!(
+        stats.dropped(DropReason::QueueFull) >= frames - 20,
+        "{stats:?}"
+    );
+    assert!(stats.queue_depth <= 4);
+    assert_eq!(
+        stats.frames_pushed + stats.dropped_total() + stats.queue_depth as u64,
+        frames,
+        "every frame is pushed, queued or counted as dropped"
+    );
+
+    // Unblock the sink: the Telescope recovers and finishes the file.
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&fifo)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
+    });
+    let stats = t.stop().unwrap().stats;
+    let bytes = reader.join().unwrap();
+    assert!(
+        bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]),
+        "an EBML header arrives once unblocked"
+    );
+    assert_eq!(stats.frames_pushed + stats.dropped_total(), frames);
 }

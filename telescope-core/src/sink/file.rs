@@ -54,7 +54,8 @@ impl FileSinkConfig {
     /// A file sink for `path`; the extension must name a container.
     pub fn new(path: impl Into<PathBuf>) -> Result<Self, TelescopeError> {
         let path = path.into();
-        let container = Container::for_path(&path).ok_or_else(|| TelescopeError::UnsupportedContainer { path: path.clone() })?;
+        let container = Container::for_path(&path)
+            .ok_or_else(|| TelescopeError::UnsupportedContainer { path: path.clone() })?;
         Ok(FileSinkConfig { path, container })
     }
 
@@ -63,22 +64,41 @@ impl FileSinkConfig {
         if incarnation == 0 {
             return self.path.clone();
         }
-        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let ext = self.path.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        self.path.with_file_name(format!("{stem}.{incarnation}.{ext}"))
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = self
+            .path
+            .extension()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.path
+            .with_file_name(format!("{stem}.{incarnation}.{ext}"))
     }
 
     pub(crate) fn preflight(&self) -> Result<(), TelescopeError> {
-        let unwritable = |reason: String| TelescopeError::Unwritable { path: self.path.clone(), reason };
+        let unwritable = |reason: String| TelescopeError::Unwritable {
+            path: self.path.clone(),
+            reason,
+        };
         if self.path.is_dir() {
             return Err(unwritable("it is a directory".into()));
+        }
+        if self.path.exists() && !self.path.is_file() {
+            // A FIFO or device: opening it here could block until a reader appears.
+            return Ok(());
         }
         let parent = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         if !parent.is_dir() {
-            return Err(unwritable(format!("directory {} does not exist", parent.display())));
+            return Err(unwritable(format!(
+                "directory {} does not exist",
+                parent.display()
+            )));
         }
         // Opening for append creates the file if needed and proves we may write it, without
         // truncating anything that is there (the muxer truncates when it starts).
@@ -90,12 +110,20 @@ impl FileSinkConfig {
             .map_err(|e| unwritable(e.to_string()))
     }
 
-    pub(crate) fn build(&self, pipeline: &gst::Pipeline, index: usize, incarnation: u32) -> Result<gst::Element, TelescopeError> {
+    pub(crate) fn build(
+        &self,
+        pipeline: &gst::Pipeline,
+        index: usize,
+        incarnation: u32,
+    ) -> Result<gst::Element, TelescopeError> {
         let queue = make("queue", "gstreamer1.0-plugins-base")?;
         queue.set_property("name", format!("sink{index}-queue"));
         // Per-branch parser: each muxer negotiates the H.264 stream format it wants.
         let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
-        let mux = make(self.container.muxer(), "gstreamer1.0-plugins-good (matroskamux, mp4mux) or -bad (mpegtsmux)")?;
+        let mux = make(
+            self.container.muxer(),
+            "gstreamer1.0-plugins-good (matroskamux, mp4mux) or -bad (mpegtsmux)",
+        )?;
         let sink = make("filesink", "gstreamer1.0-plugins-base")?;
         let location = self.path_for(incarnation);
         sink.set_property("location", location.to_string_lossy().as_ref());
@@ -124,9 +152,18 @@ mod tests {
         assert_eq!(f.container, Container::Matroska);
         assert_eq!(f.path_for(0), PathBuf::from("/tmp/out/cam.MKV"));
         assert_eq!(f.path_for(2), PathBuf::from("/tmp/out/cam.2.MKV"));
-        assert_eq!(FileSinkConfig::new("a.mp4").unwrap().container, Container::Mp4);
-        assert!(matches!(FileSinkConfig::new("a.avi"), Err(TelescopeError::UnsupportedContainer { .. })));
-        assert!(matches!(FileSinkConfig::new("noext"), Err(TelescopeError::UnsupportedContainer { .. })));
+        assert_eq!(
+            FileSinkConfig::new("a.mp4").unwrap().container,
+            Container::Mp4
+        );
+        assert!(matches!(
+            FileSinkConfig::new("a.avi"),
+            Err(TelescopeError::UnsupportedContainer { .. })
+        ));
+        assert!(matches!(
+            FileSinkConfig::new("noext"),
+            Err(TelescopeError::UnsupportedContainer { .. })
+        ));
     }
 
     #[test]

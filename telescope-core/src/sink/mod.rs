@@ -37,7 +37,12 @@ impl SinkConfig {
     }
 
     /// Build this sink's branch into `pipeline`; returns the element to link the tee to.
-    pub(crate) fn build(&self, pipeline: &gst::Pipeline, index: usize, incarnation: u32) -> Result<gst::Element, TelescopeError> {
+    pub(crate) fn build(
+        &self,
+        pipeline: &gst::Pipeline,
+        index: usize,
+        incarnation: u32,
+    ) -> Result<gst::Element, TelescopeError> {
         match self {
             SinkConfig::File(f) => f.build(pipeline, index, incarnation),
         }
@@ -63,6 +68,14 @@ impl FromStr for SinkConfig {
 }
 
 /// Make an element or say which package provides it.
-pub(crate) fn make(factory: &'static str, hint: &'static str) -> Result<gst::Element, TelescopeError> {
-    gst::ElementFactory::make(factory).build().map_err(|_| TelescopeError::MissingElement { element: factory, hint })
+pub(crate) fn make(
+    factory: &'static str,
+    hint: &'static str,
+) -> Result<gst::Element, TelescopeError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| TelescopeError::MissingElement {
+            element: factory,
+            hint,
+        })
 }

@@ -17,7 +17,9 @@ pub fn bgr_frame(width: u32, height: u32, n: u64, at: Duration) -> Frame {
         px[1] = ((y + n * 2) % 256) as u8;
         px[2] = ((x + y + n) % 256) as u8;
     }
-    Frame::from_vec(data, PixelFormat::Bgr8, width, height).unwrap().at(at)
+    Frame::from_vec(data, PixelFormat::Bgr8, width, height)
+        .unwrap()
+        .at(at)
 }
 
 /// What ffprobe says about a file's first video stream.
@@ -34,13 +36,25 @@ pub struct Probe {
 /// Count decoded frames and read size, rate, codec and duration with ffprobe.
 pub fn probe(path: &Path) -> Probe {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+        ])
         .arg("stream=nb_read_frames,width,height,r_frame_rate,codec_name:format=duration")
         .args(["-of", "json"])
         .arg(path)
         .output()
         .expect("ffprobe runs (ci/setup installs ffmpeg)");
-    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &v["streams"][0];
     Probe {
@@ -49,6 +63,10 @@ pub fn probe(path: &Path) -> Probe {
         height: s["height"].as_u64().unwrap() as u32,
         rate: s["r_frame_rate"].as_str().unwrap().to_owned(),
         codec: s["codec_name"].as_str().unwrap().to_owned(),
-        duration: v["format"]["duration"].as_str().unwrap_or("0").parse().unwrap(),
+        duration: v["format"]["duration"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap(),
     }
 }
