@@ -1,1 +1,43 @@
-fn main() {}
+//! `telescope`: replay footage through Telescope and see what comes out.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod replay;
+
+/// Telescope: re-stream an edge app's annotated video; replay, measure and report.
+#[derive(Debug, Parser)]
+#[command(name = "telescope", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode footage and stream every frame through Telescope into the given sinks.
+    Replay(replay::ReplayArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TELESCOPE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            eprintln!("telescope: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

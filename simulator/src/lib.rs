@@ -1,1 +1,6 @@
-//! Panorama-node simulator.
+//! Panorama-node simulator: replays recorded footage into an application with the timing of a
+//! real camera, so edge apps and their Telescope streams can be tested without the appliance.
+
+pub mod footage;
+
+pub use footage::{Footage, FootageError};

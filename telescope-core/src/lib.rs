@@ -19,7 +19,7 @@
 //! for i in 0..100u32 {
 //!     let pixels = vec![0u8; 640 * 480 * 3];
 //!     let at = Duration::from_millis(u64::from(i) * 100);
-//!     let frame = Frame::from_vec(pixels, PixelFormat::Bgr8, 640, 480, at)?;
+//!     let frame = Frame::from_vec(pixels, PixelFormat::Bgr8, 640, 480)?.at(at);
 //!     telescope.put(frame);
 //! }
 //! let report = telescope.stop()?;

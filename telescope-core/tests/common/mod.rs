@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: synthetic frames and ffprobe.
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use telescope::{Frame, PixelFormat};
@@ -22,51 +20,4 @@ pub fn bgr_frame(width: u32, height: u32, n: u64, at: Duration) -> Frame {
         .at(at)
 }
 
-/// What ffprobe says about a file's first video stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Probe {
-    pub frames: u64,
-    pub width: u32,
-    pub height: u32,
-    pub rate: String,
-    pub codec: String,
-    pub duration: f64,
-}
-
-/// Count decoded frames and read size, rate, codec and duration with ffprobe.
-pub fn probe(path: &Path) -> Probe {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-        ])
-        .arg("stream=nb_read_frames,width,height,r_frame_rate,codec_name:format=duration")
-        .args(["-of", "json"])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (ci/setup installs ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = &v["streams"][0];
-    Probe {
-        frames: s["nb_read_frames"].as_str().unwrap_or("0").parse().unwrap(),
-        width: s["width"].as_u64().unwrap() as u32,
-        height: s["height"].as_u64().unwrap() as u32,
-        rate: s["r_frame_rate"].as_str().unwrap().to_owned(),
-        codec: s["codec_name"].as_str().unwrap().to_owned(),
-        duration: v["format"]["duration"]
-            .as_str()
-            .unwrap_or("0")
-            .parse()
-            .unwrap(),
-    }
-}
+pub use testkit::probe;

@@ -1,0 +1,177 @@
+//! `telescope replay`: footage -> Telescope -> sinks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use simulator::Footage;
+use telescope::{Clock, DropReason, Rate, SinkConfig, Stats, SystemClock, Telescope, TelescopeConfig, VirtualClock};
+
+/// Arguments of `telescope replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Footage to replay (any file GStreamer decodes).
+    pub footage: PathBuf,
+    /// Where the stream goes: `file:OUT.mkv` (or .mp4, .ts). Repeat for several sinks.
+    #[arg(long = "sink", required = true)]
+    pub sinks: Vec<String>,
+    /// Output frame rate (25, 29.97, 30000/1001); measured by the warmup when absent.
+    #[arg(long)]
+    pub fps: Option<Rate>,
+    /// Output width; with --height, skips measuring the size.
+    #[arg(long, requires = "height")]
+    pub width: Option<u32>,
+    /// Output height.
+    #[arg(long, requires = "width")]
+    pub height: Option<u32>,
+    /// Run on simulated time: as fast as the pipeline takes frames, none dropped.
+    #[arg(long)]
+    pub virtual_clock: bool,
+    /// Play the footage this many times back to back (timeline continues).
+    #[arg(long, default_value_t = 1)]
+    pub loops: u32,
+    /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
+    #[arg(long, default_value = "auto")]
+    pub encoder: String,
+    /// Write the final counters as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
+}
+
+pub fn run(args: ReplayArgs) -> Result<()> {
+    if args.loops == 0 {
+        bail!("--loops must be at least 1");
+    }
+    let sinks = args
+        .sinks
+        .iter()
+        .map(|s| s.parse::<SinkConfig>().with_context(|| format!("bad --sink `{s}`")))
+        .collect::<Result<Vec<_>>>()?;
+    let virtual_clock = VirtualClock::new();
+    let clock: Arc<dyn Clock> =
+        if args.virtual_clock { Arc::new(virtual_clock.clone()) } else { Arc::new(SystemClock::new()) };
+    let mut builder = TelescopeConfig::builder().clock(clock).name("replay");
+    builder = builder.encoder(telescope::EncoderConfig {
+        kind: telescope::EncoderKind::parse(&args.encoder)?,
+        ..Default::default()
+    });
+    if let Some(fps) = args.fps {
+        builder = builder.fps(fps);
+    }
+    if let (Some(w), Some(h)) = (args.width, args.height) {
+        builder = builder.size(w, h);
+    }
+    for sink in sinks.iter().cloned() {
+        builder = builder.sink(sink);
+    }
+    // Open the footage before starting, so a bad file fails before any output is created.
+    let mut footage = Footage::open(&args.footage).context("cannot replay")?;
+    let telescope = Telescope::new(builder.build()).context("bad configuration")?;
+    telescope.start().context("cannot start streaming")?;
+
+    let wall = Instant::now();
+    let mut read = 0u64;
+    let mut offset = Duration::ZERO;
+    let mut last = Duration::ZERO;
+    let mut interval = Duration::ZERO;
+    for lap in 0..args.loops {
+        if lap > 0 {
+            footage = Footage::open(&args.footage).context("cannot reopen footage for the next loop")?;
+            // The next lap starts one frame interval after the last frame of this one.
+            offset = last + interval;
+        }
+        let mut prev: Option<Duration> = None;
+        while let Some(frame) = footage.next_frame().with_context(|| format!("reading {}", args.footage.display()))? {
+            let at = offset + frame.captured_at().unwrap_or_default();
+            if let Some(p) = prev {
+                interval = at.saturating_sub(p);
+            }
+            prev = Some(at);
+            last = at;
+            read += 1;
+            if args.virtual_clock {
+                virtual_clock.advance_to(at);
+                telescope.put_blocking(frame.at(at));
+            } else {
+                // Real time: hand the frame over when the camera would have delivered it.
+                let due = wall + at;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                telescope.put(frame.at(at));
+            }
+        }
+    }
+    let report = telescope.stop().context("streaming did not finish cleanly")?;
+    let elapsed = wall.elapsed();
+    print_summary(&args, &sinks, read, &report.stats, elapsed);
+    if let Some(path) = &args.stats_json {
+        let json = stats_json(read, &report.stats, elapsed);
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn stats_json(read: u64, s: &Stats, elapsed: Duration) -> serde_json::Value {
+    let dropped: serde_json::Map<String, serde_json::Value> =
+        s.dropped.iter().map(|(r, n)| (r.name().to_owned(), (*n).into())).collect();
+    serde_json::json!({
+        "frames_read": read,
+        "frames_put": s.frames_put,
+        "frames_pushed": s.frames_pushed,
+        "frames_out": s.frames_out,
+        "frames_duplicated": s.frames_duplicated,
+        "frames_rate_dropped": s.frames_rate_dropped,
+        "dropped": dropped,
+        "restarts": s.restarts,
+        "size_changes": s.size_changes,
+        "rate": s.estimate.map(|e| e.rate.to_string()),
+        "width": s.estimate.map(|e| e.width),
+        "height": s.estimate.map(|e| e.height),
+        "warmup_frames": s.estimate.map(|e| e.frames),
+        "encoder": s.encoder,
+        "wall_seconds": elapsed.as_secs_f64(),
+    })
+}
+
+fn print_summary(args: &ReplayArgs, sinks: &[SinkConfig], read: u64, s: &Stats, elapsed: Duration) {
+    let (rate, size) = match s.estimate {
+        Some(e) => (e.rate.to_string(), format!("{}x{}", e.width, e.height)),
+        None => ("?".into(), "?".into()),
+    };
+    println!(
+        "replayed {} frames of {} in {:.1} s: {} fps, {}, encoder {}",
+        read,
+        args.footage.display(),
+        elapsed.as_secs_f64(),
+        rate,
+        size,
+        s.encoder.as_deref().unwrap_or("?")
+    );
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| s.dropped(**r) > 0)
+        .map(|r| format!("{} {}", s.dropped(*r), r.name()))
+        .collect();
+    println!(
+        "frames: {} put, {} encoded out, {} duplicated, {} dropped by rate, dropped: {}",
+        s.frames_put,
+        s.frames_out,
+        s.frames_duplicated,
+        s.frames_rate_dropped,
+        if drops.is_empty() { "none".to_owned() } else { drops.join(", ") }
+    );
+    for sink in sinks {
+        match sink {
+            SinkConfig::File(f) => {
+                println!("wrote {}", f.path.display());
+                println!("  play it with: ffplay {}   (or: vlc {})", f.path.display(), f.path.display());
+            }
+            other => println!("streamed to {}", other.describe()),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Decoded footage: any file or URI GStreamer can decode, delivered as BGR [`Frame`]s stamped
+//! with the footage's own presentation times.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst_app::AppSink;
+use telescope::{Frame, PixelFormat};
+
+/// Why footage cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FootageError {
+    /// The file does not exist.
+    #[error("footage not found: {0}")]
+    NotFound(PathBuf),
+    /// GStreamer could not open or decode it.
+    #[error("cannot decode {source_name}: {reason}")]
+    Undecodable { source_name: String, reason: String },
+    /// A GStreamer element is missing.
+    #[error("GStreamer element `{0}` is not installed (run ci/setup)")]
+    MissingElement(&'static str),
+    /// GStreamer failed otherwise.
+    #[error("footage pipeline: {0}")]
+    Pipeline(String),
+}
+
+/// A running decoder of one piece of footage.
+pub struct Footage {
+    name: String,
+    pipeline: gst::Pipeline,
+    appsink: AppSink,
+    first_pts: Option<gst::ClockTime>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Footage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Footage").field("name", &self.name).finish()
+    }
+}
+
+fn make(factory: &'static str) -> Result<gst::Element, FootageError> {
+    gst::ElementFactory::make(factory).build().map_err(|_| FootageError::MissingElement(factory))
+}
+
+impl Footage {
+    /// Open a local file.
+    pub fn open(path: &Path) -> Result<Self, FootageError> {
+        if !path.is_file() {
+            return Err(FootageError::NotFound(path.to_path_buf()));
+        }
+        let abs = path.canonicalize().map_err(|_| FootageError::NotFound(path.to_path_buf()))?;
+        let uri = gst::glib::filename_to_uri(&abs, None)
+            .map_err(|e| FootageError::Pipeline(format!("cannot make a URI of {}: {e}", abs.display())))?;
+        Self::open_uri(&uri, &path.display().to_string())
+    }
+
+    /// Open a URI (`file://`, `rtsp://`, `http://`...).
+    pub fn open_uri(uri: &str, name: &str) -> Result<Self, FootageError> {
+        gst::init().map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        let pipeline = gst::Pipeline::with_name("footage");
+        let decode = make("uridecodebin")?;
+        decode.set_property("uri", uri);
+        let convert = make("videoconvert")?;
+        let caps = gst::Caps::builder("video/x-raw").field("format", "BGR").build();
+        // Back-pressure, not drops: the replay decides what a frame's fate is.
+        let appsink = AppSink::builder().caps(&caps).sync(false).max_buffers(4).drop(false).build();
+        pipeline
+            .add_many([&decode, &convert, appsink.upcast_ref()])
+            .map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        convert.link(&appsink).map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        let convert_weak = convert.downgrade();
+        decode.connect_pad_added(move |_, pad| {
+            let Some(convert) = convert_weak.upgrade() else { return };
+            let is_video = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            let Some(sink) = convert.static_pad("sink") else { return };
+            if is_video && !sink.is_linked() {
+                if let Err(e) = pad.link(&sink) {
+                    tracing::warn!(error = ?e, "cannot link decoded video");
+                }
+            }
+        });
+        let footage = Footage { name: name.to_owned(), pipeline, appsink, first_pts: None, finished: false };
+        footage.pipeline.set_state(gst::State::Paused).map_err(|_| footage.bus_error())?;
+        // Wait for preroll so that undecodable input fails here with the decoder's reason.
+        let (res, _, _) = footage.pipeline.state(gst::ClockTime::from_seconds(30));
+        res.map_err(|_| footage.bus_error())?;
+        footage.pipeline.set_state(gst::State::Playing).map_err(|_| footage.bus_error())?;
+        Ok(footage)
+    }
+
+    fn bus_error(&self) -> FootageError {
+        let reason = self
+            .pipeline
+            .bus()
+            .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]))
+            .and_then(|msg| match msg.view() {
+                gst::MessageView::Error(e) => Some(e.error().to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "no video stream could be decoded".to_owned());
+        FootageError::Undecodable { source_name: self.name.clone(), reason }
+    }
+
+    /// The next frame, stamped with its presentation time counted from the first frame;
+    /// `Ok(None)` at the end of the footage.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FootageError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let Some(sample) = self.appsink.try_pull_sample(gst::ClockTime::from_seconds(60)) else {
+            self.finished = true;
+            if self.appsink.is_eos() {
+                return Ok(None);
+            }
+            return Err(self.bus_error());
+        };
+        let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+            return Err(FootageError::Pipeline("sample without buffer or caps".into()));
+        };
+        let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+        let first = *self.first_pts.get_or_insert(pts);
+        let at = Duration::from_nanos(pts.saturating_sub(first).nseconds());
+        let map = buffer.map_readable().map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        let stride = usize::try_from(info.stride()[0]).unwrap_or(0);
+        let frame = Frame::from_vec_with_stride(map.as_slice().to_vec(), PixelFormat::Bgr8, info.width(), info.height(), stride)
+            .map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        Ok(Some(frame.at(at)))
+    }
+
+    /// The footage's frame rate as the container declares it, when it declares one.
+    pub fn declared_rate(&self) -> Option<telescope::Rate> {
+        let caps = self.appsink.static_pad("sink")?.current_caps()?;
+        let fr = caps.structure(0)?.get::<gst::Fraction>("framerate").ok()?;
+        telescope::Rate::new(u32::try_from(fr.numer()).ok()?, u32::try_from(fr.denom()).ok()?)
+    }
+}
+
+impl Drop for Footage {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_undecodable_footage_are_typed_errors() {
+        assert!(matches!(Footage::open(Path::new("/no/such/clip.avi")), Err(FootageError::NotFound(_))));
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.avi");
+        std::fs::write(&junk, b"this is not a video at all").unwrap();
+        let err = Footage::open(&junk).unwrap_err();
+        assert!(matches!(err, FootageError::Undecodable { .. }), "{err}");
+    }
+
+    #[test]
+    fn frames_carry_the_footage_timing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("clip.mkv");
+        testkit::gst_clip(&clip, 64, 48, "30000/1001", 12);
+        let mut f = Footage::open(&clip).unwrap();
+        let rate = telescope::Rate::new(30000, 1001).unwrap();
+        let mut n = 0u64;
+        while let Some(frame) = f.next_frame().unwrap() {
+            assert_eq!((frame.width(), frame.height(), frame.format()), (64, 48, PixelFormat::Bgr8));
+            // Matroska keeps millisecond timestamps.
+            let error = frame.captured_at().unwrap().abs_diff(rate.frame_time(n));
+            assert!(error <= Duration::from_millis(1), "frame {n} off by {error:?}");
+            n += 1;
+        }
+        assert_eq!(n, 12);
+        assert_eq!(f.declared_rate(), Some(rate));
+    }
+}
