@@ -1,1 +1,1 @@
-//! golden
+//! Golden-image snapshots of annotation rendering (filled by the annotation work).

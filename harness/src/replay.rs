@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use simulator::Footage;
-use telescope::{Clock, DropReason, Rate, SinkConfig, Stats, SystemClock, Telescope, TelescopeConfig, VirtualClock};
+use telescope::{
+    Clock, DropReason, Rate, SinkConfig, Stats, SystemClock, Telescope, TelescopeConfig,
+    VirtualClock,
+};
 
 /// Arguments of `telescope replay`.
 #[derive(Debug, Args)]
@@ -47,11 +50,17 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let sinks = args
         .sinks
         .iter()
-        .map(|s| s.parse::<SinkConfig>().with_context(|| format!("bad --sink `{s}`")))
+        .map(|s| {
+            s.parse::<SinkConfig>()
+                .with_context(|| format!("bad --sink `{s}`"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let virtual_clock = VirtualClock::new();
-    let clock: Arc<dyn Clock> =
-        if args.virtual_clock { Arc::new(virtual_clock.clone()) } else { Arc::new(SystemClock::new()) };
+    let clock: Arc<dyn Clock> = if args.virtual_clock {
+        Arc::new(virtual_clock.clone())
+    } else {
+        Arc::new(SystemClock::new())
+    };
     let mut builder = TelescopeConfig::builder().clock(clock).name("replay");
     builder = builder.encoder(telescope::EncoderConfig {
         kind: telescope::EncoderKind::parse(&args.encoder)?,
@@ -78,12 +87,16 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let mut interval = Duration::ZERO;
     for lap in 0..args.loops {
         if lap > 0 {
-            footage = Footage::open(&args.footage).context("cannot reopen footage for the next loop")?;
+            footage =
+                Footage::open(&args.footage).context("cannot reopen footage for the next loop")?;
             // The next lap starts one frame interval after the last frame of this one.
             offset = last + interval;
         }
         let mut prev: Option<Duration> = None;
-        while let Some(frame) = footage.next_frame().with_context(|| format!("reading {}", args.footage.display()))? {
+        while let Some(frame) = footage
+            .next_frame()
+            .with_context(|| format!("reading {}", args.footage.display()))?
+        {
             let at = offset + frame.captured_at().unwrap_or_default();
             if let Some(p) = prev {
                 interval = at.saturating_sub(p);
@@ -105,7 +118,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             }
         }
     }
-    let report = telescope.stop().context("streaming did not finish cleanly")?;
+    let report = telescope
+        .stop()
+        .context("streaming did not finish cleanly")?;
     let elapsed = wall.elapsed();
     print_summary(&args, &sinks, read, &report.stats, elapsed);
     if let Some(path) = &args.stats_json {
@@ -117,8 +132,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
 }
 
 fn stats_json(read: u64, s: &Stats, elapsed: Duration) -> serde_json::Value {
-    let dropped: serde_json::Map<String, serde_json::Value> =
-        s.dropped.iter().map(|(r, n)| (r.name().to_owned(), (*n).into())).collect();
+    let dropped: serde_json::Map<String, serde_json::Value> = s
+        .dropped
+        .iter()
+        .map(|(r, n)| (r.name().to_owned(), (*n).into()))
+        .collect();
     serde_json::json!({
         "frames_read": read,
         "frames_put": s.frames_put,
@@ -163,13 +181,21 @@ fn print_summary(args: &ReplayArgs, sinks: &[SinkConfig], read: u64, s: &Stats, 
         s.frames_out,
         s.frames_duplicated,
         s.frames_rate_dropped,
-        if drops.is_empty() { "none".to_owned() } else { drops.join(", ") }
+        if drops.is_empty() {
+            "none".to_owned()
+        } else {
+            drops.join(", ")
+        }
     );
     for sink in sinks {
         match sink {
             SinkConfig::File(f) => {
                 println!("wrote {}", f.path.display());
-                println!("  play it with: ffplay {}   (or: vlc {})", f.path.display(), f.path.display());
+                println!(
+                    "  play it with: ffplay {}   (or: vlc {})",
+                    f.path.display(),
+                    f.path.display()
+                );
             }
             other => println!("streamed to {}", other.describe()),
         }

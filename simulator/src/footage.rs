@@ -42,7 +42,9 @@ impl std::fmt::Debug for Footage {
 }
 
 fn make(factory: &'static str) -> Result<gst::Element, FootageError> {
-    gst::ElementFactory::make(factory).build().map_err(|_| FootageError::MissingElement(factory))
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| FootageError::MissingElement(factory))
 }
 
 impl Footage {
@@ -51,9 +53,12 @@ impl Footage {
         if !path.is_file() {
             return Err(FootageError::NotFound(path.to_path_buf()));
         }
-        let abs = path.canonicalize().map_err(|_| FootageError::NotFound(path.to_path_buf()))?;
-        let uri = gst::glib::filename_to_uri(&abs, None)
-            .map_err(|e| FootageError::Pipeline(format!("cannot make a URI of {}: {e}", abs.display())))?;
+        let abs = path
+            .canonicalize()
+            .map_err(|_| FootageError::NotFound(path.to_path_buf()))?;
+        let uri = gst::glib::filename_to_uri(&abs, None).map_err(|e| {
+            FootageError::Pipeline(format!("cannot make a URI of {}: {e}", abs.display()))
+        })?;
         Self::open_uri(&uri, &path.display().to_string())
     }
 
@@ -64,33 +69,58 @@ impl Footage {
         let decode = make("uridecodebin")?;
         decode.set_property("uri", uri);
         let convert = make("videoconvert")?;
-        let caps = gst::Caps::builder("video/x-raw").field("format", "BGR").build();
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", "BGR")
+            .build();
         // Back-pressure, not drops: the replay decides what a frame's fate is.
-        let appsink = AppSink::builder().caps(&caps).sync(false).max_buffers(4).drop(false).build();
+        let appsink = AppSink::builder()
+            .caps(&caps)
+            .sync(false)
+            .max_buffers(4)
+            .drop(false)
+            .build();
         pipeline
             .add_many([&decode, &convert, appsink.upcast_ref()])
             .map_err(|e| FootageError::Pipeline(e.to_string()))?;
-        convert.link(&appsink).map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        convert
+            .link(&appsink)
+            .map_err(|e| FootageError::Pipeline(e.to_string()))?;
         let convert_weak = convert.downgrade();
         decode.connect_pad_added(move |_, pad| {
-            let Some(convert) = convert_weak.upgrade() else { return };
+            let Some(convert) = convert_weak.upgrade() else {
+                return;
+            };
             let is_video = pad
                 .current_caps()
                 .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
                 .unwrap_or(false);
-            let Some(sink) = convert.static_pad("sink") else { return };
+            let Some(sink) = convert.static_pad("sink") else {
+                return;
+            };
             if is_video && !sink.is_linked() {
                 if let Err(e) = pad.link(&sink) {
                     tracing::warn!(error = ?e, "cannot link decoded video");
                 }
             }
         });
-        let footage = Footage { name: name.to_owned(), pipeline, appsink, first_pts: None, finished: false };
-        footage.pipeline.set_state(gst::State::Paused).map_err(|_| footage.bus_error())?;
+        let footage = Footage {
+            name: name.to_owned(),
+            pipeline,
+            appsink,
+            first_pts: None,
+            finished: false,
+        };
+        footage
+            .pipeline
+            .set_state(gst::State::Paused)
+            .map_err(|_| footage.bus_error())?;
         // Wait for preroll so that undecodable input fails here with the decoder's reason.
         let (res, _, _) = footage.pipeline.state(gst::ClockTime::from_seconds(30));
         res.map_err(|_| footage.bus_error())?;
-        footage.pipeline.set_state(gst::State::Playing).map_err(|_| footage.bus_error())?;
+        footage
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| footage.bus_error())?;
         Ok(footage)
     }
 
@@ -104,7 +134,10 @@ impl Footage {
                 _ => None,
             })
             .unwrap_or_else(|| "no video stream could be decoded".to_owned());
-        FootageError::Undecodable { source_name: self.name.clone(), reason }
+        FootageError::Undecodable {
+            source_name: self.name.clone(),
+            reason,
+        }
     }
 
     /// The next frame, stamped with its presentation time counted from the first frame;
@@ -113,7 +146,10 @@ impl Footage {
         if self.finished {
             return Ok(None);
         }
-        let Some(sample) = self.appsink.try_pull_sample(gst::ClockTime::from_seconds(60)) else {
+        let Some(sample) = self
+            .appsink
+            .try_pull_sample(gst::ClockTime::from_seconds(60))
+        else {
             self.finished = true;
             if self.appsink.is_eos() {
                 return Ok(None);
@@ -121,16 +157,27 @@ impl Footage {
             return Err(self.bus_error());
         };
         let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
-            return Err(FootageError::Pipeline("sample without buffer or caps".into()));
+            return Err(FootageError::Pipeline(
+                "sample without buffer or caps".into(),
+            ));
         };
-        let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        let info = gst_video::VideoInfo::from_caps(caps)
+            .map_err(|e| FootageError::Pipeline(e.to_string()))?;
         let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
         let first = *self.first_pts.get_or_insert(pts);
         let at = Duration::from_nanos(pts.saturating_sub(first).nseconds());
-        let map = buffer.map_readable().map_err(|e| FootageError::Pipeline(e.to_string()))?;
-        let stride = usize::try_from(info.stride()[0]).unwrap_or(0);
-        let frame = Frame::from_vec_with_stride(map.as_slice().to_vec(), PixelFormat::Bgr8, info.width(), info.height(), stride)
+        let map = buffer
+            .map_readable()
             .map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        let stride = usize::try_from(info.stride()[0]).unwrap_or(0);
+        let frame = Frame::from_vec_with_stride(
+            map.as_slice().to_vec(),
+            PixelFormat::Bgr8,
+            info.width(),
+            info.height(),
+            stride,
+        )
+        .map_err(|e| FootageError::Pipeline(e.to_string()))?;
         Ok(Some(frame.at(at)))
     }
 
@@ -138,7 +185,10 @@ impl Footage {
     pub fn declared_rate(&self) -> Option<telescope::Rate> {
         let caps = self.appsink.static_pad("sink")?.current_caps()?;
         let fr = caps.structure(0)?.get::<gst::Fraction>("framerate").ok()?;
-        telescope::Rate::new(u32::try_from(fr.numer()).ok()?, u32::try_from(fr.denom()).ok()?)
+        telescope::Rate::new(
+            u32::try_from(fr.numer()).ok()?,
+            u32::try_from(fr.denom()).ok()?,
+        )
     }
 }
 
@@ -154,7 +204,10 @@ mod tests {
 
     #[test]
     fn missing_and_undecodable_footage_are_typed_errors() {
-        assert!(matches!(Footage::open(Path::new("/no/such/clip.avi")), Err(FootageError::NotFound(_))));
+        assert!(matches!(
+            Footage::open(Path::new("/no/such/clip.avi")),
+            Err(FootageError::NotFound(_))
+        ));
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.avi");
         std::fs::write(&junk, b"this is not a video at all").unwrap();
@@ -171,10 +224,16 @@ mod tests {
         let rate = telescope::Rate::new(30000, 1001).unwrap();
         let mut n = 0u64;
         while let Some(frame) = f.next_frame().unwrap() {
-            assert_eq!((frame.width(), frame.height(), frame.format()), (64, 48, PixelFormat::Bgr8));
+            assert_eq!(
+                (frame.width(), frame.height(), frame.format()),
+                (64, 48, PixelFormat::Bgr8)
+            );
             // Matroska keeps millisecond timestamps.
             let error = frame.captured_at().unwrap().abs_diff(rate.frame_time(n));
-            assert!(error <= Duration::from_millis(1), "frame {n} off by {error:?}");
+            assert!(
+                error <= Duration::from_millis(1),
+                "frame {n} off by {error:?}"
+            );
             n += 1;
         }
         assert_eq!(n, 12);

@@ -85,7 +85,7 @@ fn layout(
     if width == 0 || height == 0 {
         return Err(FrameError::EmptySize { width, height });
     }
-    if format.is_subsampled() && (width % 2 != 0 || height % 2 != 0) {
+    if format.is_subsampled() && (!width.is_multiple_of(2) || !height.is_multiple_of(2)) {
         return Err(FrameError::OddSize {
             format,
             width,
@@ -388,13 +388,19 @@ impl<'a> FrameRef<'a> {
 
 #[cfg(feature = "opencv")]
 mod mat {
-    use opencv::core::{Mat, MatTraitConst};
+    use opencv::core::MatTraitConst;
 
     use super::{Frame, FrameRef, PixelFormat};
     use crate::error::FrameError;
 
     /// Format, size and row step (bytes) of a 2-D 8-bit Mat.
-    fn describe(mat: &Mat) -> Result<(PixelFormat, u32, u32, usize), FrameError> {
+    fn describe(mat: &impl MatTraitConst) -> Result<(PixelFormat, u32, u32, usize), FrameError> {
+        if mat.empty() {
+            return Err(FrameError::EmptySize {
+                width: 0,
+                height: 0,
+            });
+        }
         let format = match mat.typ() {
             t if t == opencv::core::CV_8UC3 => PixelFormat::Bgr8,
             t if t == opencv::core::CV_8UC1 => PixelFormat::Gray8,
@@ -431,7 +437,7 @@ mod mat {
         /// Borrow the pixels of a continuous 8-bit BGR (`CV_8UC3`) or gray (`CV_8UC1`) `Mat`.
         ///
         /// A region of interest of a larger `Mat` is not continuous: use [`Frame::from_mat`].
-        pub fn from_mat(mat: &'a Mat) -> Result<Self, FrameError> {
+        pub fn from_mat(mat: &'a impl MatTraitConst) -> Result<Self, FrameError> {
             let (format, w, h, step) = describe(mat)?;
             if !mat.is_continuous() {
                 return Err(FrameError::UnsupportedFormat(
@@ -449,7 +455,7 @@ mod mat {
     impl Frame {
         /// Copy an 8-bit BGR (`CV_8UC3`) or gray (`CV_8UC1`) `Mat`, continuous or not, into a
         /// tightly packed frame.
-        pub fn from_mat(mat: &Mat) -> Result<Self, FrameError> {
+        pub fn from_mat(mat: &impl MatTraitConst) -> Result<Self, FrameError> {
             let (format, w, h, _) = describe(mat)?;
             let row = super::tight_stride(format, w);
             let mut data = Vec::with_capacity(row * h as usize);
@@ -461,6 +467,63 @@ mod mat {
                 data.extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, row) });
             }
             Frame::from_vec(data, format, w, h)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use opencv::core::{Mat, MatTrait, Rect, Scalar, CV_32FC1, CV_8UC1, CV_8UC3};
+
+        use super::*;
+
+        #[test]
+        fn a_bgr_mat_is_borrowed_without_copying() {
+            let mat =
+                Mat::new_rows_cols_with_default(4, 6, CV_8UC3, Scalar::new(1.0, 2.0, 3.0, 0.0))
+                    .unwrap();
+            let r = FrameRef::from_mat(&mat).unwrap();
+            assert_eq!(
+                (r.format(), r.width(), r.height(), r.stride()),
+                (PixelFormat::Bgr8, 6, 4, 18)
+            );
+            assert_eq!(r.data().as_ptr(), mat.data());
+            assert_eq!(&r.data()[..3], &[1, 2, 3]);
+        }
+
+        #[test]
+        fn a_region_of_interest_is_copied_row_by_row() {
+            let mut mat = Mat::new_rows_cols_with_default(8, 8, CV_8UC1, Scalar::all(0.0)).unwrap();
+            for y in 0..8 {
+                for x in 0..8 {
+                    *mat.at_2d_mut::<u8>(y, x).unwrap() = (y * 8 + x) as u8;
+                }
+            }
+            let roi = Mat::roi(&mat, Rect::new(2, 3, 4, 2))
+                .unwrap()
+                .try_clone()
+                .unwrap();
+            let shallow = Mat::roi(&mat, Rect::new(2, 3, 4, 2)).unwrap();
+            assert!(matches!(
+                FrameRef::from_mat(&shallow),
+                Err(FrameError::UnsupportedFormat(_))
+            ));
+            let f = Frame::from_mat(&shallow).unwrap();
+            assert_eq!((f.width(), f.height(), f.stride()), (4, 2, 4));
+            assert_eq!(f.data(), &[26, 27, 28, 29, 34, 35, 36, 37]);
+            assert_eq!(Frame::from_mat(&roi).unwrap().data(), f.data());
+        }
+
+        #[test]
+        fn float_and_empty_mats_are_rejected() {
+            let float = Mat::new_rows_cols_with_default(2, 2, CV_32FC1, Scalar::all(0.5)).unwrap();
+            assert!(matches!(
+                Frame::from_mat(&float),
+                Err(FrameError::UnsupportedFormat(_))
+            ));
+            assert!(matches!(
+                Frame::from_mat(&Mat::default()),
+                Err(FrameError::EmptySize { .. })
+            ));
         }
     }
 }

@@ -160,7 +160,7 @@ impl FromStr for Rate {
             return Rate::new(n, d).ok_or_else(err);
         }
         let fps: f64 = s.parse().map_err(|_| err())?;
-        if !(fps > 0.0) {
+        if fps.is_nan() || fps <= 0.0 {
             return Err(err());
         }
         if fps.fract() == 0.0 && fps <= f64::from(u32::MAX) {

@@ -107,7 +107,7 @@ impl Telescope {
             ));
         }
         if let Some((w, h)) = config.size {
-            if w == 0 || h == 0 || w % 2 != 0 || h % 2 != 0 {
+            if w == 0 || h == 0 || !w.is_multiple_of(2) || !h.is_multiple_of(2) {
                 return Err(TelescopeError::Config(format!(
                     "output size {w}x{h} must be non-zero and even"
                 )));

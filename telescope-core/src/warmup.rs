@@ -88,7 +88,7 @@ impl Warmup {
             config,
             known_rate: rate,
             known_size: size,
-            size: size,
+            size,
             origin: None,
             times: Vec::new(),
             recent: Vec::new(),

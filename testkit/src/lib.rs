@@ -25,7 +25,14 @@ pub struct Probe {
 /// Count decoded frames and read size, rate, codec and duration with ffprobe.
 pub fn probe(path: &Path) -> Probe {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+        ])
         .arg("stream=nb_read_frames,width,height,r_frame_rate,codec_name:format=duration")
         .args(["-of", "json"])
         .arg(path)
@@ -40,19 +47,36 @@ pub fn probe(path: &Path) -> Probe {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe prints JSON");
     let s = &v["streams"][0];
     Probe {
-        frames: s["nb_read_frames"].as_str().unwrap_or("0").parse().expect("frame count"),
+        frames: s["nb_read_frames"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .expect("frame count"),
         width: s["width"].as_u64().expect("width") as u32,
         height: s["height"].as_u64().expect("height") as u32,
         rate: s["r_frame_rate"].as_str().expect("rate").to_owned(),
         codec: s["codec_name"].as_str().expect("codec").to_owned(),
-        duration: v["format"]["duration"].as_str().unwrap_or("0").parse().unwrap_or(0.0),
+        duration: v["format"]["duration"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0.0),
     }
 }
 
 /// Presentation times (seconds) of every video frame, from ffprobe.
 pub fn frame_times(path: &Path) -> Vec<f64> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
@@ -65,16 +89,39 @@ pub fn frame_times(path: &Path) -> Vec<f64> {
 
 /// Write an H.264 MKV/MP4 clip of `frames` test-pattern frames with gst-launch-1.0.
 pub fn gst_clip(path: &Path, width: u32, height: u32, rate: &str, frames: u32) {
-    let mux = if path.extension().is_some_and(|e| e == "mp4") { "mp4mux" } else { "matroskamux" };
+    let mux = if path.extension().is_some_and(|e| e == "mp4") {
+        "mp4mux"
+    } else {
+        "matroskamux"
+    };
     let status = Command::new("gst-launch-1.0")
         .arg("-q")
-        .args(["videotestsrc", "pattern=ball", &format!("num-buffers={frames}"), "!"])
-        .arg(format!("video/x-raw,width={width},height={height},framerate={rate}"))
-        .args(["!", "x264enc", "speed-preset=ultrafast", "!", mux, "!", "filesink"])
+        .args([
+            "videotestsrc",
+            "pattern=ball",
+            &format!("num-buffers={frames}"),
+            "!",
+        ])
+        .arg(format!(
+            "video/x-raw,width={width},height={height},framerate={rate}"
+        ))
+        .args([
+            "!",
+            "x264enc",
+            "speed-preset=ultrafast",
+            "!",
+            mux,
+            "!",
+            "filesink",
+        ])
         .arg(format!("location={}", path.display()))
         .status()
         .expect("gst-launch-1.0 runs (ci/setup installs gstreamer1.0-tools)");
-    assert!(status.success(), "gst-launch-1.0 could not write {}", path.display());
+    assert!(
+        status.success(),
+        "gst-launch-1.0 could not write {}",
+        path.display()
+    );
 }
 
 /// Run ffmpeg with these arguments (quiet, overwrite), asserting success.

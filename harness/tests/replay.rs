@@ -1,0 +1,205 @@
+//! `telescope replay` end to end: real footage in, files out, checked with ffprobe.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testkit::{ffmpeg, gst_clip, probe};
+
+const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+
+fn telescope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_telescope"))
+        .args(args)
+        .output()
+        .expect("the telescope binary runs")
+}
+
+fn replay(footage: &Path, out: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
+    let stats = out.with_extension("stats.json");
+    let mut args = vec![
+        "replay".to_owned(),
+        footage.display().to_string(),
+        "--sink".to_owned(),
+        format!("file:{}", out.display()),
+        "--stats-json".to_owned(),
+        stats.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = telescope(&refs);
+    assert!(
+        output.status.success(),
+        "replay failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    (output, json)
+}
+
+#[test]
+fn fractional_rate_footage_keeps_every_frame_rate_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    for (rate, frames, ext) in [
+        ("24000/1001", 72, "mkv"),
+        ("30000/1001", 45, "mp4"),
+        ("25/1", 30, "mkv"),
+    ] {
+        let clip = dir
+            .path()
+            .join(format!("clip-{}.{ext}", rate.replace('/', "_")));
+        gst_clip(&clip, 320, 240, rate, frames);
+        let out = dir
+            .path()
+            .join(format!("out-{}.mkv", rate.replace('/', "_")));
+        let (_, stats) = replay(&clip, &out, &["--virtual-clock"]);
+        assert_eq!(
+            stats["rate"],
+            rate.trim_end_matches("/1"),
+            "warmup found the rate"
+        );
+        let p = probe(&out);
+        assert_eq!(
+            (p.frames, p.width, p.height, p.rate.as_str()),
+            (u64::from(frames), 320, 240, rate),
+            "{rate}"
+        );
+    }
+}
+
+#[test]
+fn the_sample_footage_replays_frame_for_frame() {
+    let footage = Path::new(VTEST);
+    assert!(
+        footage.exists(),
+        "{VTEST} is installed by ci/setup (opencv-doc)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("vtest.mp4");
+    let (output, stats) = replay(footage, &out, &["--virtual-clock"]);
+    let source = probe(footage);
+    let p = probe(&out);
+    assert_eq!(
+        (p.frames, p.width, p.height, p.rate.as_str()),
+        (
+            source.frames,
+            source.width,
+            source.height,
+            source.rate.as_str()
+        )
+    );
+    assert_eq!(stats["frames_read"], source.frames);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("play it with: ffplay"), "{stdout}");
+}
+
+#[test]
+fn irregular_footage_keeps_its_timeline_and_counts_what_it_fixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("vfr.mkv");
+    // 60 frames at 10 fps with a 1.5 s hole after frame 30 (a camera stall), variable-rate file.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10",
+        "-frames:v",
+        "60",
+        "-vf",
+        "setpts='if(lt(N,30),N,N+15)/(10*TB)'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        clip.to_str().unwrap(),
+    ]);
+    let times = testkit::frame_times(&clip);
+    assert_eq!(times.len(), 60);
+    let source_span = times[59] - times[0] + 0.1;
+    let out = dir.path().join("out.mkv");
+    let (_, stats) = replay(&clip, &out, &["--virtual-clock"]);
+    let p = probe(&out);
+    assert_eq!(p.rate, "10/1");
+    let output_span = p.frames as f64 / 10.0;
+    assert!(
+        (output_span - source_span).abs() <= 0.1 + 1e-9,
+        "output {output_span} s, source {source_span} s"
+    );
+    assert_eq!(
+        stats["frames_duplicated"], 15,
+        "the hole is filled with 15 repeated frames"
+    );
+    assert_eq!(stats["frames_out"], p.frames);
+}
+
+#[test]
+fn loops_and_a_configured_size_and_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    gst_clip(&clip, 320, 240, "15/1", 20);
+    let out = dir.path().join("out.mkv");
+    let (_, stats) = replay(
+        &clip,
+        &out,
+        &[
+            "--virtual-clock",
+            "--loops",
+            "3",
+            "--fps",
+            "15",
+            "--width",
+            "160",
+            "--height",
+            "120",
+        ],
+    );
+    assert_eq!(
+        stats["warmup_frames"], 0,
+        "configured rate and size skip the warmup"
+    );
+    let p = probe(&out);
+    assert_eq!(
+        (p.frames, p.width, p.height, p.rate.as_str()),
+        (60, 160, 120, "15/1")
+    );
+}
+
+fn assert_one_line_error(output: &Output, needle: &str) {
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(needle), "`{needle}` in: {stderr}");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let sink = format!("file:{}", out.display());
+    assert_one_line_error(
+        &telescope(&["replay", "/no/such/footage.avi", "--sink", &sink]),
+        "footage not found",
+    );
+
+    let junk = dir.path().join("junk.avi");
+    std::fs::write(&junk, vec![7u8; 4096]).unwrap();
+    assert_one_line_error(
+        &telescope(&["replay", junk.to_str().unwrap(), "--sink", &sink]),
+        "cannot decode",
+    );
+
+    let clip = dir.path().join("clip.mkv");
+    gst_clip(&clip, 64, 48, "10/1", 5);
+    let nowhere = PathBuf::from("/no/such/dir/out.mkv");
+    let sink = format!("file:{}", nowhere.display());
+    assert_one_line_error(
+        &telescope(&["replay", clip.to_str().unwrap(), "--sink", &sink]),
+        "/no/such/dir",
+    );
+    assert_one_line_error(
+        &telescope(&["replay", clip.to_str().unwrap(), "--sink", "file:out.avi"]),
+        "out.avi",
+    );
+}
