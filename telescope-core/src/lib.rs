@@ -49,7 +49,7 @@ pub use encoder::{EncoderConfig, EncoderKind};
 pub use error::{FrameError, TelescopeError};
 pub use frame::{Frame, FrameRef, PixelFormat};
 pub use rate::Rate;
-pub use sink::{FileSinkConfig, SinkConfig};
+pub use sink::{BasicAuth, FileSinkConfig, RtspMount, RtspServer, RtspServerConfig, SinkConfig};
 pub use stats::{DropReason, StateKind, Stats};
 pub use telescope::{wait_for, PutOutcome, StopReport, Telescope};
 pub use warmup::{Warmup, WarmupConfig, WarmupEstimate};

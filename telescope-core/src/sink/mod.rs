@@ -5,8 +5,10 @@ use std::str::FromStr;
 use crate::error::TelescopeError;
 
 mod file;
+pub mod rtsp;
 
 pub use file::{Container, FileSinkConfig};
+pub use rtsp::{BasicAuth, RtspMount, RtspServer, RtspServerConfig, RtspStats};
 
 /// One destination for the encoded stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,9 +16,16 @@ pub use file::{Container, FileSinkConfig};
 pub enum SinkConfig {
     /// A local MKV, MP4 or MPEG-TS file.
     File(FileSinkConfig),
+    /// A mount on an in-process RTSP server.
+    Rtsp(RtspMount),
 }
 
 impl SinkConfig {
+    /// An RTSP mount as a sink.
+    pub fn rtsp(mount: RtspMount) -> Self {
+        SinkConfig::Rtsp(mount)
+    }
+
     /// A file sink; the container follows the extension.
     pub fn file(path: impl Into<std::path::PathBuf>) -> Result<Self, TelescopeError> {
         FileSinkConfig::new(path).map(SinkConfig::File)
@@ -26,6 +35,7 @@ impl SinkConfig {
     pub fn describe(&self) -> String {
         match self {
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
+            SinkConfig::Rtsp(m) => m.url().to_owned(),
         }
     }
 
@@ -33,6 +43,7 @@ impl SinkConfig {
     pub(crate) fn preflight(&self) -> Result<(), TelescopeError> {
         match self {
             SinkConfig::File(f) => f.preflight(),
+            SinkConfig::Rtsp(m) => m.preflight(),
         }
     }
 
@@ -45,6 +56,7 @@ impl SinkConfig {
     ) -> Result<gst::Element, TelescopeError> {
         match self {
             SinkConfig::File(f) => f.build(pipeline, index, incarnation),
+            SinkConfig::Rtsp(m) => m.build(pipeline, index),
         }
     }
 }
@@ -60,7 +72,7 @@ impl FromStr for SinkConfig {
         }
         if path.contains("://") {
             return Err(TelescopeError::Config(format!(
-                "sink `{s}`: only file sinks (file:PATH.mkv|mp4|ts) are available in this build"
+                "sink `{s}`: network sinks need a server; use RtspServer::mount for rtsp:// (the CLI does this)"
             )));
         }
         SinkConfig::file(path)

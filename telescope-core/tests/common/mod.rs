@@ -20,4 +20,5 @@ pub fn bgr_frame(width: u32, height: u32, n: u64, at: Duration) -> Frame {
         .at(at)
 }
 
+#[allow(unused_imports)]
 pub use testkit::probe;

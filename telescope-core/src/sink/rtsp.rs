@@ -1,0 +1,594 @@
+//! RTSP sink: an in-process gst-rtsp-server that serves the Telescope's encoded stream.
+//!
+//! One [`RtspServer`] serves many mounts; each mount is fed by one Telescope through an
+//! `appsink` on its tee (the H.264 is encoded once, in the Telescope's pipeline) and serves a
+//! *shared* media (`appsrc ! h264parse ! rtph264pay`), so neither encoding nor packetising cost
+//! grows with viewers. The feed outlives the Telescope's pipeline: when the Telescope restarts,
+//! viewers stay connected and the picture resumes. A viewer joining gets a key frame at once
+//! (an upstream force-key-unit request reaches the encoder), not a grey screen for a GOP.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+
+use gst::glib;
+use gst::prelude::*;
+use gst_app::{AppSink, AppSrc};
+use gst_rtsp_server::prelude::*;
+use gst_rtsp_server::subclass::prelude::ObjectSubclassIsExt;
+
+use super::make;
+use crate::error::TelescopeError;
+
+/// Basic-authentication credentials. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// User name.
+    pub user: String,
+    password: String,
+}
+
+impl BasicAuth {
+    /// Credentials clients must present.
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        BasicAuth {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where and how the RTSP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtspServerConfig {
+    /// Address to bind (default `0.0.0.0`: every interface).
+    pub address: String,
+    /// TCP port (default 8554; 0 picks a free one, see [`RtspServer::port`]).
+    pub port: u16,
+    /// Basic authentication (default none).
+    pub auth: Option<BasicAuth>,
+}
+
+impl Default for RtspServerConfig {
+    fn default() -> Self {
+        RtspServerConfig {
+            address: "0.0.0.0".to_owned(),
+            port: 8554,
+            auth: None,
+        }
+    }
+}
+
+/// Counters of an RTSP server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RtspStats {
+    /// Clients connected now.
+    pub clients: u64,
+    /// Clients that ever connected.
+    pub clients_total: u64,
+    /// Requests refused with 401 that carried no credentials (the usual first challenge).
+    pub auth_challenges: u64,
+    /// Requests refused with 401 that carried wrong credentials.
+    pub auth_failures: u64,
+    /// Per mount: (path, access units delivered to the media, media instances alive).
+    pub mounts: Vec<(String, u64, usize)>,
+}
+
+#[derive(Debug, Default)]
+struct AuthCounters {
+    challenges: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// An authenticator that counts what it refuses.
+mod counting_auth {
+    use super::*;
+    use gst_rtsp_server::subclass::prelude::*;
+
+    #[derive(Default)]
+    pub struct Imp {
+        pub(super) counters: OnceLock<Arc<AuthCounters>>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for Imp {
+        const NAME: &'static str = "TelescopeCountingAuth";
+        type Type = CountingAuth;
+        type ParentType = gst_rtsp_server::RTSPAuth;
+    }
+
+    impl ObjectImpl for Imp {}
+
+    impl RTSPAuthImpl for Imp {
+        fn check(&self, ctx: &gst_rtsp_server::RTSPContext, check: &glib::GString) -> bool {
+            let ok = self.parent_check(ctx, check);
+            if !ok {
+                if let Some(c) = self.counters.get() {
+                    let sent = ctx
+                        .request()
+                        .is_some_and(|r| !r.parse_auth_credentials().is_empty());
+                    if sent {
+                        c.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("RTSP client refused: wrong credentials");
+                    } else {
+                        c.challenges.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            ok
+        }
+    }
+
+    glib::wrapper! {
+        pub struct CountingAuth(ObjectSubclass<Imp>) @extends gst_rtsp_server::RTSPAuth;
+    }
+}
+
+/// The H.264 hand-over from a Telescope pipeline to the media serving one mount.
+#[derive(Debug, Default)]
+struct Feed {
+    state: Mutex<FeedState>,
+    delivered: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct FeedState {
+    /// Media sources attached, each waiting for a key frame until it has had one.
+    sources: Vec<(AppSrc, bool)>,
+    /// The Telescope's appsink, to ask its encoder for a key frame.
+    upstream: Option<glib::WeakRef<AppSink>>,
+    removed: bool,
+}
+
+impl Feed {
+    fn lock(&self) -> MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, buffer: &gst::BufferRef) {
+        let mut s = self.lock();
+        if s.sources.is_empty() {
+            return;
+        }
+        let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let mut out = buffer.copy();
+        {
+            let Some(b) = out.get_mut() else { return };
+            // The media stamps buffers on arrival (do-timestamp): its timeline runs on across
+            // Telescope restarts, whose own timestamps start again at zero.
+            b.set_pts(gst::ClockTime::NONE);
+            b.set_dts(gst::ClockTime::NONE);
+        }
+        s.sources.retain_mut(|(src, waiting)| {
+            if *waiting && !key {
+                return true;
+            }
+            *waiting = false;
+            // A full queue drops (leaky), so only a shut-down media refuses: forget it then.
+            src.push_buffer(out.clone()).is_ok()
+        });
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn request_key_frame(&self) {
+        let upstream = self.lock().upstream.as_ref().and_then(|w| w.upgrade());
+        if let Some(sink) = upstream {
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            if !sink.send_event(event) {
+                tracing::debug!("key frame request not handled upstream");
+            }
+        }
+    }
+}
+
+/// A mount point on an [`RtspServer`]; used as a sink by one Telescope at a time.
+#[derive(Clone)]
+pub struct RtspMount {
+    path: String,
+    url: String,
+    feed: Arc<Feed>,
+}
+
+impl std::fmt::Debug for RtspMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspMount").field("url", &self.url).finish()
+    }
+}
+
+impl PartialEq for RtspMount {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.feed, &other.feed)
+    }
+}
+
+impl RtspMount {
+    /// The mount path (always starting with `/`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// The URL viewers open.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn preflight(&self) -> Result<(), TelescopeError> {
+        if self.feed.lock().removed {
+            return Err(TelescopeError::Config(format!(
+                "RTSP mount {} was removed",
+                self.path
+            )));
+        }
+        Ok(())
+    }
+
+    /// The branch: `queue (leaky) ! h264parse ! capsfilter(byte-stream, au) ! appsink`.
+    pub(crate) fn build(
+        &self,
+        pipeline: &gst::Pipeline,
+        index: usize,
+    ) -> Result<gst::Element, TelescopeError> {
+        let queue = make("queue", "gstreamer1.0-plugins-base")?;
+        queue.set_property("name", format!("sink{index}-queue"));
+        // Viewers must never hold back the other sinks: drop the oldest when the media lags.
+        queue.set_property("max-size-buffers", 30u32);
+        queue.set_property("max-size-time", 0u64);
+        queue.set_property("max-size-bytes", 0u32);
+        queue.set_property_from_str("leaky", "downstream");
+        let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
+        parse.set_property("config-interval", -1i32);
+        let caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build();
+        let filter = gst::ElementFactory::make("capsfilter")
+            .property("caps", &caps)
+            .build()?;
+        let appsink = AppSink::builder()
+            .caps(&caps)
+            .sync(false)
+            .max_buffers(30)
+            .drop(true)
+            .build();
+        let feed = Arc::downgrade(&self.feed);
+        appsink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let (Some(feed), Some(buffer)) = (feed.upgrade(), sample.buffer()) {
+                        feed.push(buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        self.feed.lock().upstream = Some(appsink.downgrade());
+        let chain = [&queue, &parse, &filter, appsink.upcast_ref()];
+        pipeline.add_many(chain)?;
+        gst::Element::link_many(chain)?;
+        // A viewer may already be waiting: start its picture with a key frame.
+        self.feed.request_key_frame();
+        tracing::info!(url = %self.url, "RTSP sink");
+        Ok(queue)
+    }
+}
+
+type Mounts = Mutex<HashMap<String, Arc<Feed>>>;
+
+struct Inner {
+    server: gst_rtsp_server::RTSPServer,
+    main_loop: glib::MainLoop,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    port: u16,
+    host: String,
+    mounts: Arc<Mounts>,
+    auth: Option<Arc<AuthCounters>>,
+    clients: Arc<AtomicU64>,
+    clients_total: Arc<AtomicU64>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An in-process RTSP server. Cheap to clone; stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct RtspServer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RtspServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspServer")
+            .field("host", &self.inner.host)
+            .field("port", &self.inner.port)
+            .finish()
+    }
+}
+
+impl PartialEq for RtspServer {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// Normalise a mount path: one leading `/`, no trailing `/`.
+pub fn normalize_mount_path(path: &str) -> Result<String, TelescopeError> {
+    let trimmed = path.trim().trim_matches('/');
+    if trimmed.is_empty()
+        || trimmed
+            .chars()
+            .any(|c| c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(TelescopeError::Config(format!(
+            "`{path}` is not a usable RTSP mount path (e.g. /camera1)"
+        )));
+    }
+    Ok(format!("/{trimmed}"))
+}
+
+impl RtspServer {
+    /// Bind and start serving (with no mounts yet).
+    pub fn start(config: RtspServerConfig) -> Result<Self, TelescopeError> {
+        crate::init()?;
+        let bind: SocketAddr = format!("{}:{}", config.address, config.port)
+            .parse()
+            .or_else(|_| format!("[{}]:{}", config.address, config.port).parse())
+            .map_err(|_| {
+                TelescopeError::Config(format!("`{}` is not an IP address to bind", config.address))
+            })?;
+        if config.port != 0 {
+            // gst-rtsp-server reports a busy port only as a generic failure: probe it first.
+            TcpListener::bind(bind).map_err(|e| {
+                TelescopeError::Config(format!(
+                    "cannot listen for RTSP on {bind}: {e} (choose another --rtsp port)"
+                ))
+            })?;
+        }
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address(&config.address);
+        server.set_service(&config.port.to_string());
+        let auth_counters = config.auth.as_ref().map(|basic| {
+            let counters = Arc::new(AuthCounters::default());
+            let auth: counting_auth::CountingAuth = glib::Object::new();
+            let _ = auth.imp().counters.set(counters.clone());
+            let token = gst_rtsp_server::RTSPToken::builder()
+                .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+                .build();
+            let basic = gst_rtsp_server::RTSPAuth::make_basic(&basic.user, &basic.password);
+            auth.add_basic(basic.as_str(), &token);
+            server.set_auth(Some(&auth));
+            counters
+        });
+        let clients = Arc::new(AtomicU64::new(0));
+        let clients_total = Arc::new(AtomicU64::new(0));
+        let mounts: Arc<Mounts> = Arc::default();
+        {
+            let (clients, total) = (clients.clone(), clients_total.clone());
+            let feeds = Arc::downgrade(&mounts);
+            server.connect_client_connected(move |_, client| {
+                clients.fetch_add(1, Ordering::Relaxed);
+                total.fetch_add(1, Ordering::Relaxed);
+                let gone = clients.clone();
+                client.connect_closed(move |_| {
+                    gone.fetch_sub(1, Ordering::Relaxed);
+                });
+                let feeds = feeds.clone();
+                client.connect_play_request(move |_, _| {
+                    // The request's mount is not exposed to this signal; a key frame on each
+                    // mount costs one larger frame and gets the new viewer a picture at once.
+                    let Some(feeds) = feeds.upgrade() else { return };
+                    let all: Vec<Arc<Feed>> = feeds
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .values()
+                        .cloned()
+                        .collect();
+                    for feed in all {
+                        feed.request_key_frame();
+                    }
+                });
+            });
+        }
+        let context = glib::MainContext::new();
+        let source = server.attach(Some(&context)).map_err(|e| {
+            TelescopeError::Config(format!("cannot listen for RTSP on {bind}: {e}"))
+        })?;
+        let pool = server.session_pool();
+        let cleanup = glib::timeout_source_new(
+            std::time::Duration::from_secs(2),
+            None,
+            glib::Priority::DEFAULT,
+            move || {
+                // Sessions of clients that vanished without TEARDOWN time out here.
+                if let Some(pool) = &pool {
+                    pool.cleanup();
+                }
+                glib::ControlFlow::Continue
+            },
+        );
+        cleanup.attach(Some(&context));
+        let port = u16::try_from(server.bound_port())
+            .map_err(|_| TelescopeError::Pipeline("RTSP server has no port".into()))?;
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let thread = {
+            let main_loop = main_loop.clone();
+            std::thread::Builder::new()
+                .name("telescope-rtsp".into())
+                .spawn(move || {
+                    main_loop.run();
+                    source.remove();
+                    cleanup.destroy();
+                })
+                .map_err(|e| {
+                    TelescopeError::Pipeline(format!("cannot start the RTSP thread: {e}"))
+                })?
+        };
+        let host = match config.address.as_str() {
+            "0.0.0.0" | "::" => "127.0.0.1".to_owned(),
+            a if a.contains(':') => format!("[{a}]"),
+            a => a.to_owned(),
+        };
+        tracing::info!(address = %config.address, port, auth = config.auth.is_some(), "RTSP server listening");
+        let inner = Inner {
+            server,
+            main_loop,
+            thread: Mutex::new(Some(thread)),
+            port,
+            host,
+            mounts,
+            auth: auth_counters,
+            clients,
+            clients_total,
+        };
+        Ok(RtspServer {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The port the server listens on (the one picked, when configured with 0).
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// The URL of a mount path, as viewers on this machine open it.
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://{}:{}{}", self.inner.host, self.inner.port, path)
+    }
+
+    fn mounts(&self) -> MutexGuard<'_, HashMap<String, Arc<Feed>>> {
+        self.inner.mounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add a mount; a path without a leading `/` gets one. Errors if the path is taken.
+    pub fn mount(&self, path: &str) -> Result<RtspMount, TelescopeError> {
+        let path = normalize_mount_path(path)?;
+        let mut mounts = self.mounts();
+        if mounts.contains_key(&path) {
+            return Err(TelescopeError::Config(format!(
+                "RTSP mount {path} already exists"
+            )));
+        }
+        let feed = Arc::new(Feed::default());
+        let factory = gst_rtsp_server::RTSPMediaFactory::new();
+        factory.set_shared(true);
+        factory.set_protocols(gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP);
+        // No secret and nothing user-supplied in it: a fixed description of the media.
+        factory.set_launch(
+            "( appsrc name=telescope-src is-live=true format=time do-timestamp=true ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+        );
+        if self.inner.auth.is_some() {
+            factory.add_role_from_structure(
+                &gst::Structure::builder("viewer")
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+        let weak = Arc::downgrade(&feed);
+        factory.connect_media_configure(move |_, media| {
+            let Some(feed) = weak.upgrade() else { return };
+            let Some(src) = media
+                .element()
+                .downcast::<gst::Bin>()
+                .ok()
+                .and_then(|bin| bin.by_name("telescope-src"))
+            else {
+                return;
+            };
+            let Ok(src) = src.downcast::<AppSrc>() else {
+                return;
+            };
+            let caps = gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build();
+            src.set_caps(Some(&caps));
+            src.set_property("max-buffers", 60u64);
+            src.set_property_from_str("leaky-type", "downstream");
+            src.set_property("block", false);
+            feed.lock().sources.push((src, true));
+            feed.request_key_frame();
+        });
+        let Some(points) = self.inner.server.mount_points() else {
+            return Err(TelescopeError::Pipeline(
+                "RTSP server has no mount points".into(),
+            ));
+        };
+        points.add_factory(&path, factory);
+        mounts.insert(path.clone(), feed.clone());
+        tracing::info!(path = %path, "RTSP mount added");
+        Ok(RtspMount {
+            url: self.url(&path),
+            path,
+            feed,
+        })
+    }
+
+    /// Remove a mount: new viewers get 404, current viewers see the end of the stream.
+    pub fn unmount(&self, path: &str) -> Result<(), TelescopeError> {
+        let path = normalize_mount_path(path)?;
+        let feed = self
+            .mounts()
+            .remove(&path)
+            .ok_or_else(|| TelescopeError::Config(format!("no RTSP mount {path}")))?;
+        if let Some(points) = self.inner.server.mount_points() {
+            points.remove_factory(&path);
+        }
+        let mut s = feed.lock();
+        s.removed = true;
+        for (src, _) in s.sources.drain(..) {
+            let _ = src.end_of_stream();
+        }
+        tracing::info!(path = %path, "RTSP mount removed");
+        Ok(())
+    }
+
+    /// Counters: clients, refusals, per-mount delivery.
+    pub fn stats(&self) -> RtspStats {
+        let mut mounts: Vec<(String, u64, usize)> = self
+            .mounts()
+            .iter()
+            .map(|(p, f)| {
+                (
+                    p.clone(),
+                    f.delivered.load(Ordering::Relaxed),
+                    f.lock().sources.len(),
+                )
+            })
+            .collect();
+        mounts.sort();
+        RtspStats {
+            clients: self.inner.clients.load(Ordering::Relaxed),
+            clients_total: self.inner.clients_total.load(Ordering::Relaxed),
+            auth_challenges: self
+                .inner
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.challenges.load(Ordering::Relaxed)),
+            auth_failures: self
+                .inner
+                .auth
+                .as_ref()
+                .map_or(0, |a| a.failures.load(Ordering::Relaxed)),
+            mounts,
+        }
+    }
+}
