@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod replay;
+mod sinks;
 
 /// Telescope: re-stream an edge app's annotated video; replay, measure and report.
 #[derive(Debug, Parser)]

@@ -1,14 +1,15 @@
 //! `telescope replay`: footage -> Telescope -> sinks.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use simulator::Footage;
 use telescope::{
-    Clock, DropReason, Rate, SinkConfig, Stats, SystemClock, Telescope, TelescopeConfig,
+    BasicAuth, Clock, DropReason, Rate, SinkConfig, Stats, SystemClock, Telescope, TelescopeConfig,
     VirtualClock,
 };
 
@@ -17,9 +18,21 @@ use telescope::{
 pub struct ReplayArgs {
     /// Footage to replay (any file GStreamer decodes).
     pub footage: PathBuf,
-    /// Where the stream goes: `file:OUT.mkv` (or .mp4, .ts). Repeat for several sinks.
+    /// Where the stream goes: `file:OUT.mkv` (or .mp4, .ts) or `rtsp://HOST:PORT/PATH` (served
+    /// in process). Repeat for several sinks.
     #[arg(long = "sink", required = true)]
     pub sinks: Vec<String>,
+    /// User name RTSP viewers must give (with --rtsp-pass).
+    #[arg(long, requires = "rtsp_pass")]
+    pub rtsp_user: Option<String>,
+    /// Password RTSP viewers must give; also read from TELESCOPE_RTSP_PASS.
+    #[arg(
+        long,
+        env = "TELESCOPE_RTSP_PASS",
+        hide_env_values = true,
+        requires = "rtsp_user"
+    )]
+    pub rtsp_pass: Option<String>,
     /// Output frame rate (25, 29.97, 30000/1001); measured by the warmup when absent.
     #[arg(long)]
     pub fps: Option<Rate>,
@@ -32,7 +45,7 @@ pub struct ReplayArgs {
     /// Run on simulated time: as fast as the pipeline takes frames, none dropped.
     #[arg(long)]
     pub virtual_clock: bool,
-    /// Play the footage this many times back to back (timeline continues).
+    /// Play the footage this many times back to back (timeline continues); 0 = until Ctrl-C.
     #[arg(long, default_value_t = 1)]
     pub loops: u32,
     /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
@@ -44,17 +57,25 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
-    if args.loops == 0 {
-        bail!("--loops must be at least 1");
+    let auth = match (&args.rtsp_user, &args.rtsp_pass) {
+        (Some(u), Some(p)) => Some(BasicAuth::new(u, p)),
+        _ => None,
+    };
+    let built = crate::sinks::build(&args.sinks, auth, "0")?;
+    let sinks = built.configs.clone();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // Ctrl-C ends the replay cleanly: queued frames are written and files finalised.
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .context("cannot handle Ctrl-C")?;
     }
-    let sinks = args
-        .sinks
-        .iter()
-        .map(|s| {
-            s.parse::<SinkConfig>()
-                .with_context(|| format!("bad --sink `{s}`"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let has_rtsp = sinks.iter().any(|s| matches!(s, SinkConfig::Rtsp(_)));
+    if has_rtsp && args.virtual_clock {
+        tracing::warn!(
+            "--virtual-clock replays faster than real time; RTSP viewers see it fast-forwarded"
+        );
+    }
     let virtual_clock = VirtualClock::new();
     let clock: Arc<dyn Clock> = if args.virtual_clock {
         Arc::new(virtual_clock.clone())
@@ -80,12 +101,23 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let telescope = Telescope::new(builder.build()).context("bad configuration")?;
     telescope.start().context("cannot start streaming")?;
 
+    for sink in &sinks {
+        if let SinkConfig::Rtsp(m) = sink {
+            println!(
+                "serving {}   (open it with: ffplay {} or vlc {})",
+                m.url(),
+                m.url(),
+                m.url()
+            );
+        }
+    }
     let wall = Instant::now();
     let mut read = 0u64;
     let mut offset = Duration::ZERO;
     let mut last = Duration::ZERO;
     let mut interval = Duration::ZERO;
-    for lap in 0..args.loops {
+    let mut lap = 0u32;
+    'laps: while args.loops == 0 || lap < args.loops {
         if lap > 0 {
             footage =
                 Footage::open(&args.footage).context("cannot reopen footage for the next loop")?;
@@ -97,6 +129,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             .next_frame()
             .with_context(|| format!("reading {}", args.footage.display()))?
         {
+            if interrupted.load(Ordering::SeqCst) {
+                break 'laps;
+            }
             let at = offset + frame.captured_at().unwrap_or_default();
             if let Some(p) = prev {
                 interval = at.saturating_sub(p);
@@ -117,12 +152,22 @@ pub fn run(args: ReplayArgs) -> Result<()> {
                 telescope.put(frame.at(at));
             }
         }
+        lap += 1;
     }
     let report = telescope
         .stop()
         .context("streaming did not finish cleanly")?;
     let elapsed = wall.elapsed();
     print_summary(&args, &sinks, read, &report.stats, elapsed);
+    for server in &built.servers {
+        let s = server.stats();
+        println!(
+            "RTSP on port {}: {} viewers in total, {} refused with wrong credentials",
+            server.port(),
+            s.clients_total,
+            s.auth_failures
+        );
+    }
     if let Some(path) = &args.stats_json {
         let json = stats_json(read, &report.stats, elapsed);
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
