@@ -78,6 +78,7 @@ fn replay_serves_rtsp_until_interrupted() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(rest.contains(&format!("RTSP on port {port}")), "{rest}");
     assert!(
         !rest.contains("door-code") && !stderr.contains("door-code"),

@@ -434,7 +434,10 @@ impl RtspServer {
                 .name("telescope-rtsp".into())
                 .spawn(move || {
                     main_loop.run();
-                    source.remove();
+                    // The server's listening source lives in our context, not the default one.
+                    if let Some(listener) = context.find_source_by_id(&source) {
+                        listener.destroy();
+                    }
                     cleanup.destroy();
                 })
                 .map_err(|e| {
