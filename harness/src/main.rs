@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod mock_kvs;
 mod replay;
 mod sinks;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Decode footage and stream every frame through Telescope into the given sinks.
     Replay(replay::ReplayArgs),
+    /// Run a local Kinesis Video Streams endpoint (control plane) until Ctrl-C.
+    MockKvs(mock_kvs::MockKvsArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::MockKvs(args) => mock_kvs::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

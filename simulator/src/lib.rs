@@ -2,5 +2,7 @@
 //! real camera, so edge apps and their Telescope streams can be tested without the appliance.
 
 pub mod footage;
+pub mod mock_kvs;
 
 pub use footage::{Footage, FootageError};
+pub use mock_kvs::{MockKvs, MockKvsConfig};

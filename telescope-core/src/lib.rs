@@ -30,9 +30,11 @@
 
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod encoder;
 pub mod error;
 pub mod frame;
+pub mod kvs;
 mod pipeline;
 mod queue;
 pub mod rate;

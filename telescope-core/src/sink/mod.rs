@@ -5,9 +5,11 @@ use std::str::FromStr;
 use crate::error::TelescopeError;
 
 mod file;
+pub mod kvssink;
 pub mod rtsp;
 
 pub use file::{Container, FileSinkConfig};
+pub use kvssink::{KvssinkConfig, KvssinkCredentials};
 pub use rtsp::{BasicAuth, RtspMount, RtspServer, RtspServerConfig, RtspStats};
 
 /// One destination for the encoded stream.
@@ -18,6 +20,8 @@ pub enum SinkConfig {
     File(FileSinkConfig),
     /// A mount on an in-process RTSP server.
     Rtsp(RtspMount),
+    /// A KVS stream through the Producer SDK's `kvssink` element.
+    Kvssink(KvssinkConfig),
 }
 
 impl SinkConfig {
@@ -36,6 +40,7 @@ impl SinkConfig {
         match self {
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
             SinkConfig::Rtsp(m) => m.url().to_owned(),
+            SinkConfig::Kvssink(k) => format!("kvssink:{} ({})", k.stream_name, k.region),
         }
     }
 
@@ -44,6 +49,7 @@ impl SinkConfig {
         match self {
             SinkConfig::File(f) => f.preflight(),
             SinkConfig::Rtsp(m) => m.preflight(),
+            SinkConfig::Kvssink(k) => k.preflight(),
         }
     }
 
@@ -57,6 +63,7 @@ impl SinkConfig {
         match self {
             SinkConfig::File(f) => f.build(pipeline, index, incarnation),
             SinkConfig::Rtsp(m) => m.build(pipeline, index),
+            SinkConfig::Kvssink(k) => k.build(pipeline, index),
         }
     }
 }

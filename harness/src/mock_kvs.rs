@@ -1,0 +1,88 @@
+//! `telescope mock-kvs`: run a local KVS endpoint until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use simulator::{MockKvs, MockKvsConfig};
+
+/// Arguments of `telescope mock-kvs`.
+#[derive(Debug, Args)]
+pub struct MockKvsArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    pub listen: SocketAddr,
+    /// Access key id clients must sign with (with --secret-key); unsigned requests are accepted
+    /// when absent.
+    #[arg(long, requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// Secret key clients must sign with; also read from TELESCOPE_MOCK_SECRET_KEY.
+    #[arg(
+        long,
+        env = "TELESCOPE_MOCK_SECRET_KEY",
+        hide_env_values = true,
+        requires = "access_key"
+    )]
+    pub secret_key: Option<String>,
+    /// Keep streams in this directory across restarts.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Region used in ARNs.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+}
+
+pub fn run(args: MockKvsArgs) -> Result<()> {
+    let keys = args.access_key.clone().zip(args.secret_key.clone());
+    let config = MockKvsConfig {
+        listen: args.listen,
+        keys: keys.clone(),
+        store: args.store.clone(),
+        region: args.region.clone(),
+    };
+    let mock = MockKvs::start(config)
+        .with_context(|| format!("cannot start mock-kvs on {}", args.listen))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("cannot handle Ctrl-C")?;
+    // The first line is the URL (tools wait for it); then what to export to use it. These are
+    // the mock's own test keys, chosen on this command line. A reader that went away (a test
+    // that read the URL and closed the pipe) must not stop the server.
+    let mut lines = vec![
+        format!("mock-kvs listening on {}", mock.url()),
+        format!("  export AWS_ENDPOINT_URL={}", mock.url()),
+        format!("  export AWS_REGION={}", args.region),
+    ];
+    match &keys {
+        Some((key, secret)) => {
+            lines.push(format!("  export AWS_ACCESS_KEY_ID={key}"));
+            lines.push(format!("  export AWS_SECRET_ACCESS_KEY={secret}"));
+        }
+        None => lines.push(
+            "  (no keys: requests are not checked; pass --access-key/--secret-key to verify SigV4)"
+                .into(),
+        ),
+    }
+    if let Some(store) = &args.store {
+        lines.push(format!("  streams kept in {}", store.display()));
+    }
+    say(&lines);
+    let _ = rx.recv();
+    drop(mock);
+    say(&["mock-kvs stopped".to_owned()]);
+    Ok(())
+}
+
+fn say(lines: &[String]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,532 @@
+//! mock-kvs: a local Kinesis Video Streams endpoint speaking the real wire protocol.
+//!
+//! The control plane is the KVS REST API (restJson1: `POST /describeStream` and friends) with
+//! the real JSON shapes and error types, so the AWS SDK, the AWS CLI and Telescope's own
+//! control code work against it unchanged. When keys are configured, every request must carry
+//! a valid SigV4 signature for service `kinesisvideo`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+pub mod sigv4;
+pub mod state;
+
+use state::Streams;
+
+/// How a mock-kvs runs.
+#[derive(Debug, Clone)]
+pub struct MockKvsConfig {
+    /// Address to listen on (default `127.0.0.1:4566`, LocalStack's port; port 0 picks one).
+    pub listen: SocketAddr,
+    /// The one key pair accepted; `None` accepts unsigned requests.
+    pub keys: Option<(String, String)>,
+    /// Directory to persist streams in (default: memory only).
+    pub store: Option<PathBuf>,
+    /// Region used in ARNs (requests may be signed for any region).
+    pub region: String,
+}
+
+impl Default for MockKvsConfig {
+    fn default() -> Self {
+        MockKvsConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4566)),
+            keys: None,
+            store: None,
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+struct Ctx {
+    config: MockKvsConfig,
+    url: String,
+    streams: Mutex<Streams>,
+}
+
+impl Ctx {
+    fn streams(&self) -> MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running mock-kvs; stops when dropped.
+pub struct MockKvs {
+    url: String,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockKvs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockKvs").field("url", &self.url).finish()
+    }
+}
+
+impl MockKvs {
+    /// Bind and serve on a background thread.
+    pub fn start(config: MockKvsConfig) -> std::io::Result<MockKvs> {
+        let listener = TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let streams = Streams::open(config.store.as_deref())?;
+        let ctx = Arc::new(Ctx {
+            config,
+            url: url.clone(),
+            streams: Mutex::new(streams),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("mock-kvs".into())
+            .spawn(move || {
+                runtime.block_on(serve(listener, ctx, rx));
+            })?;
+        Ok(MockKvs {
+            url,
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:4566`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MockKvs {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "mock-kvs cannot listen");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let service = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
+                    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                        tracing::debug!(error = %e, "mock-kvs connection ended");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// A KVS error: HTTP status, error type (sent as `x-amzn-ErrorType`) and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// What an operation answers: its JSON output or a KVS error.
+type Reply = Result<Value, ApiError>;
+
+fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        kind,
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    error(StatusCode::BAD_REQUEST, "InvalidArgumentException", message)
+}
+
+fn not_found(what: &str) -> ApiError {
+    error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        format!("The requested stream {what} is not found or not active."),
+    )
+}
+
+/// The HTTP response for a reply.
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let (status, kind, body) = match reply {
+        Ok(value) => (StatusCode::OK, None, value.to_string()),
+        Err(e) => (
+            e.status,
+            Some(e.kind),
+            json!({ "message": e.message }).to_string(),
+        ),
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    if let Some(kind) = kind {
+        builder = builder.header("x-amzn-ErrorType", kind);
+    }
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(respond(dispatch(req, &ctx).await))
+}
+
+async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Reply {
+    let (parts, body) = req.into_parts();
+    let bytes = Limited::new(body, 1 << 20)
+        .collect()
+        .await
+        .map_err(|_| invalid("request body too large or unreadable"))?
+        .to_bytes();
+    if let Some((key, secret)) = &ctx.config.keys {
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let signed = sigv4::Signed {
+            method: parts.method.as_str(),
+            uri,
+            headers: &parts.headers,
+            body: Some(&bytes),
+        };
+        if let Err(e) = sigv4::verify(
+            &signed,
+            key,
+            secret,
+            "kinesisvideo",
+            SystemTime::now(),
+            None,
+        ) {
+            tracing::info!(path = %parts.uri.path(), reason = %e, "mock-kvs refused a request");
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "NotAuthorizedException",
+                e.to_string(),
+            ));
+        }
+    }
+    if parts.method != http::Method::POST {
+        return Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidArgumentException",
+            "KVS operations are POST requests",
+        ));
+    }
+    let input: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return Err(invalid("the request body must be a JSON object")),
+            Err(e) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "SerializationException",
+                    e.to_string(),
+                ))
+            }
+        }
+    };
+    match parts.uri.path() {
+        "/createStream" => create_stream(ctx, &input),
+        "/describeStream" => describe_stream(ctx, &input),
+        "/listStreams" => list_streams(ctx, &input),
+        "/deleteStream" => delete_stream(ctx, &input),
+        "/updateDataRetention" => update_retention(ctx, &input),
+        "/getDataEndpoint" => get_data_endpoint(ctx, &input),
+        "/tagStream" => tag_stream(ctx, &input),
+        "/listTagsForStream" => list_tags(ctx, &input),
+        other => Err(error(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            format!("no operation at {other}"),
+        )),
+    }
+}
+
+fn str_field<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
+    input.get(name).and_then(Value::as_str)
+}
+
+/// KVS stream names: 1-256 of `[a-zA-Z0-9_.-]`.
+fn valid_name(name: &str) -> bool {
+    (1..=256).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+fn tags_of(input: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    match input.get("Tags") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|v| (k.clone(), v.to_owned()))
+                    .ok_or_else(|| invalid("tag values must be strings"))
+            })
+            .collect(),
+        Some(_) => Err(invalid("Tags must be an object")),
+    }
+}
+
+fn create_stream(ctx: &Ctx, input: &Value) -> Reply {
+    let Some(name) = str_field(input, "StreamName") else {
+        return Err(invalid("StreamName is required"));
+    };
+    if !valid_name(name) {
+        return Err(invalid(format!(
+            "StreamName `{name}` must be 1-256 characters of [a-zA-Z0-9_.-]"
+        )));
+    }
+    let retention = input
+        .get("DataRetentionInHours")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if retention < 0 {
+        return Err(invalid("DataRetentionInHours must not be negative"));
+    }
+    let tags = tags_of(input)?;
+    let mut streams = ctx.streams();
+    if streams.streams.contains_key(name) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "ResourceInUseException",
+            format!("The stream {name} already exists."),
+        ));
+    }
+    let media_type = str_field(input, "MediaType").map(str::to_owned);
+    let device = str_field(input, "DeviceName").map(str::to_owned);
+    let stream = streams.create(
+        name,
+        &ctx.config.region,
+        media_type,
+        retention,
+        device,
+        tags,
+    );
+    if let Err(e) = streams.save() {
+        tracing::warn!(error = %e, "mock-kvs cannot persist streams");
+    }
+    Ok(json!({ "StreamARN": stream.arn }))
+}
+
+/// The stream a request names by StreamName or StreamARN.
+fn lookup<'a>(streams: &'a Streams, input: &Value) -> Result<&'a state::Stream, ApiError> {
+    let (name, arn) = (
+        str_field(input, "StreamName"),
+        str_field(input, "StreamARN"),
+    );
+    if name.is_none() && arn.is_none() {
+        return Err(invalid("StreamName or StreamARN is required"));
+    }
+    streams
+        .find(name, arn)
+        .ok_or_else(|| not_found(name.or(arn).unwrap_or_default()))
+}
+
+fn describe_stream(ctx: &Ctx, input: &Value) -> Reply {
+    lookup(&ctx.streams(), input).map(|s| json!({ "StreamInfo": s.info() }))
+}
+
+fn list_streams(ctx: &Ctx, input: &Value) -> Reply {
+    let max = input
+        .get("MaxResults")
+        .and_then(Value::as_u64)
+        .unwrap_or(10_000)
+        .clamp(1, 10_000) as usize;
+    let start: usize = match str_field(input, "NextToken") {
+        None => 0,
+        Some(t) => match t.parse() {
+            Ok(n) => n,
+            Err(_) => return Err(invalid("NextToken is not one this endpoint issued")),
+        },
+    };
+    let prefix = input
+        .get("StreamNameCondition")
+        .and_then(|c| c.get("ComparisonValue"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let streams = ctx.streams();
+    let matching: Vec<&state::Stream> = streams
+        .streams
+        .values()
+        .filter(|s| s.name.starts_with(prefix))
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(start)
+        .take(max)
+        .map(|s| s.info())
+        .collect();
+    let mut out = json!({ "StreamInfoList": page });
+    if start + max < matching.len() {
+        out["NextToken"] = json!((start + max).to_string());
+    }
+    Ok(out)
+}
+
+fn delete_stream(ctx: &Ctx, input: &Value) -> Reply {
+    let Some(arn) = str_field(input, "StreamARN") else {
+        return Err(invalid("StreamARN is required"));
+    };
+    let mut streams = ctx.streams();
+    let Some(stream) = streams.find(None, Some(arn)).cloned() else {
+        return Err(not_found(arn));
+    };
+    if let Some(v) = str_field(input, "CurrentVersion") {
+        if v != stream.version {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "VersionMismatchException",
+                "The stream version does not match.",
+            ));
+        }
+    }
+    streams.streams.remove(&stream.name);
+    let _ = streams.save();
+    Ok(json!({}))
+}
+
+fn update_retention(ctx: &Ctx, input: &Value) -> Reply {
+    let Some(version) = str_field(input, "CurrentVersion") else {
+        return Err(invalid("CurrentVersion is required"));
+    };
+    let Some(change) = input
+        .get("DataRetentionChangeInHours")
+        .and_then(Value::as_i64)
+        .filter(|c| *c >= 1)
+    else {
+        return Err(invalid("DataRetentionChangeInHours must be at least 1"));
+    };
+    let sign = match str_field(input, "Operation") {
+        Some("INCREASE_DATA_RETENTION") => 1,
+        Some("DECREASE_DATA_RETENTION") => -1,
+        _ => {
+            return Err(invalid(
+                "Operation must be INCREASE_DATA_RETENTION or DECREASE_DATA_RETENTION",
+            ))
+        }
+    };
+    let mut streams = ctx.streams();
+    let next = streams.next_version();
+    let (name, arn) = (
+        str_field(input, "StreamName"),
+        str_field(input, "StreamARN"),
+    );
+    let Some(stream) = streams.find_mut(name, arn) else {
+        return Err(not_found(name.or(arn).unwrap_or_default()));
+    };
+    if stream.version != version {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "VersionMismatchException",
+            "The stream version does not match.",
+        ));
+    }
+    let retention = stream.retention_hours + sign * change;
+    if retention < 0 {
+        return Err(invalid("retention would become negative"));
+    }
+    stream.retention_hours = retention;
+    stream.version = next;
+    let _ = streams.save();
+    Ok(json!({}))
+}
+
+fn get_data_endpoint(ctx: &Ctx, input: &Value) -> Reply {
+    let api = str_field(input, "APIName").unwrap_or("");
+    const APIS: [&str; 8] = [
+        "PUT_MEDIA",
+        "GET_MEDIA",
+        "LIST_FRAGMENTS",
+        "GET_MEDIA_FOR_FRAGMENT_LIST",
+        "GET_HLS_STREAMING_SESSION_URL",
+        "GET_DASH_STREAMING_SESSION_URL",
+        "GET_CLIP",
+        "GET_IMAGES",
+    ];
+    if !APIS.contains(&api) {
+        return Err(invalid(format!("APIName `{api}` is not a KVS data API")));
+    }
+    lookup(&ctx.streams(), input).map(|_| json!({ "DataEndpoint": ctx.url }))
+}
+
+fn tag_stream(ctx: &Ctx, input: &Value) -> Reply {
+    let tags = match tags_of(input) {
+        Ok(t) if !t.is_empty() => t,
+        Ok(_) => return Err(invalid("Tags must not be empty")),
+        Err(r) => return Err(r),
+    };
+    let mut streams = ctx.streams();
+    let (name, arn) = (
+        str_field(input, "StreamName"),
+        str_field(input, "StreamARN"),
+    );
+    if name.is_none() && arn.is_none() {
+        return Err(invalid("StreamName or StreamARN is required"));
+    }
+    let Some(stream) = streams.find_mut(name, arn) else {
+        return Err(not_found(name.or(arn).unwrap_or_default()));
+    };
+    stream.tags.extend(tags);
+    if stream.tags.len() > 50 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "TagsPerResourceExceededLimitException",
+            "at most 50 tags per stream",
+        ));
+    }
+    let _ = streams.save();
+    Ok(json!({}))
+}
+
+fn list_tags(ctx: &Ctx, input: &Value) -> Reply {
+    lookup(&ctx.streams(), input).map(|s| json!({ "Tags": s.tags }))
+}
