@@ -31,6 +31,10 @@ pub struct MockKvsArgs {
     /// Region used in ARNs.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+    /// Inject a PutMedia fault: `reset-after:N` drops each connection at its N-th fragment,
+    /// unacknowledged. Repeatable.
+    #[arg(long = "fault")]
+    pub faults: Vec<simulator::mock_kvs::Fault>,
 }
 
 pub fn run(args: MockKvsArgs) -> Result<()> {
@@ -40,6 +44,7 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
         keys: keys.clone(),
         store: args.store.clone(),
         region: args.region.clone(),
+        faults: args.faults.clone(),
     };
     let mock = MockKvs::start(config)
         .with_context(|| format!("cannot start mock-kvs on {}", args.listen))?;

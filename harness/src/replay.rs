@@ -51,6 +51,9 @@ pub struct ReplayArgs {
     /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
     #[arg(long, default_value = "auto")]
     pub encoder: String,
+    /// Create kvs:// streams that do not exist yet.
+    #[arg(long)]
+    pub create_stream: bool,
     /// Write the final counters as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
@@ -61,7 +64,14 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         (Some(u), Some(p)) => Some(BasicAuth::new(u, p)),
         _ => None,
     };
-    let built = crate::sinks::build(&args.sinks, auth, "0")?;
+    let built = crate::sinks::build(
+        &args.sinks,
+        auth,
+        &crate::sinks::KvsOptions {
+            create: args.create_stream,
+        },
+        "0",
+    )?;
     let sinks = built.configs.clone();
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -168,8 +178,43 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             s.auth_failures
         );
     }
+    for kvs in &built.kvs {
+        let k = kvs.stats();
+        println!(
+            "KVS {}: {} fragments, {} persisted, {} resent, {} evicted, {} rejected, {} connections{}",
+            kvs.stream_name(),
+            k.fragments,
+            k.persisted,
+            k.resent,
+            k.evicted,
+            k.rejected,
+            k.connections,
+            k.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+        );
+    }
     if let Some(path) = &args.stats_json {
-        let json = stats_json(read, &report.stats, elapsed);
+        let mut json = stats_json(read, &report.stats, elapsed);
+        json["kvs"] = built
+            .kvs
+            .iter()
+            .map(|k| {
+                let s = k.stats();
+                serde_json::json!({
+                    "stream": k.stream_name(),
+                    "fragments": s.fragments,
+                    "sent": s.sent,
+                    "received": s.received,
+                    "persisted": s.persisted,
+                    "resent": s.resent,
+                    "evicted": s.evicted,
+                    "rejected": s.rejected,
+                    "connections": s.connections,
+                    "errors": s.errors,
+                    "bytes_sent": s.bytes_sent,
+                    "ack_latency_ms_max": s.ack_latency_ms_max,
+                })
+            })
+            .collect();
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

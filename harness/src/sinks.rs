@@ -4,7 +4,43 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
+use telescope::credentials::CredentialSource;
+use telescope::kvs::{CreateStreamOptions, KvsConfig};
+use telescope::sink::{KvsSink, KvsSinkConfig};
 use telescope::{BasicAuth, RtspServer, RtspServerConfig, SinkConfig};
+
+/// A `kvs://STREAM[?endpoint=URL&region=R]` sink specification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvsSpec {
+    pub stream: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Parse `kvs://STREAM[?endpoint=URL&region=R]`.
+pub fn parse_kvs(spec: &str) -> Result<KvsSpec> {
+    let rest = spec
+        .strip_prefix("kvs://")
+        .with_context(|| format!("`{spec}` is not a kvs:// sink"))?;
+    let (stream, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let stream = stream.trim_end_matches('/');
+    if stream.is_empty() {
+        bail!("`{spec}` names no stream (kvs://STREAM)");
+    }
+    let mut parsed = KvsSpec {
+        stream: stream.to_owned(),
+        endpoint: None,
+        region: None,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("endpoint", v)) => parsed.endpoint = Some(v.to_owned()),
+            Some(("region", v)) => parsed.region = Some(v.to_owned()),
+            _ => bail!("`{spec}`: unknown parameter `{pair}` (use endpoint=URL, region=R)"),
+        }
+    }
+    Ok(parsed)
+}
 
 /// An `rtsp://HOST[:PORT]/PATH` sink specification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +90,24 @@ pub fn parse_rtsp(spec: &str) -> Result<RtspSpec> {
 pub struct Sinks {
     pub configs: Vec<SinkConfig>,
     pub servers: Vec<RtspServer>,
+    pub kvs: Vec<KvsSink>,
+}
+
+/// Options for `kvs://` sinks.
+#[derive(Debug, Clone, Default)]
+pub struct KvsOptions {
+    /// Create missing streams.
+    pub create: bool,
 }
 
 /// Build every `--sink`; `{camera}` in a spec expands to `camera`.
-pub fn build(specs: &[String], auth: Option<BasicAuth>, camera: &str) -> Result<Sinks> {
+pub fn build(
+    specs: &[String],
+    auth: Option<BasicAuth>,
+    kvs: &KvsOptions,
+    camera: &str,
+) -> Result<Sinks> {
+    let mut kvs_sinks = Vec::new();
     let mut servers: HashMap<(String, u16), RtspServer> = HashMap::new();
     let mut configs = Vec::new();
     for raw in specs {
@@ -83,6 +133,30 @@ pub fn build(specs: &[String], auth: Option<BasicAuth>, camera: &str) -> Result<
                 .mount(&rtsp.path)
                 .with_context(|| format!("cannot serve {spec}"))?;
             configs.push(SinkConfig::rtsp(mount));
+        } else if spec.starts_with("kvs://") {
+            let k = parse_kvs(&spec)?;
+            let region = k
+                .region
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .with_context(|| {
+                    format!("`{spec}`: no region (add ?region=R or set AWS_REGION)")
+                })?;
+            let mut config = KvsSinkConfig::new(
+                &k.stream,
+                KvsConfig {
+                    region,
+                    endpoint: k.endpoint,
+                    credentials: CredentialSource::DefaultChain,
+                },
+            );
+            if kvs.create {
+                config.create = Some(CreateStreamOptions::default());
+            }
+            let sink =
+                KvsSink::connect(config).with_context(|| format!("cannot stream to {spec}"))?;
+            kvs_sinks.push(sink.clone());
+            configs.push(SinkConfig::Kvs(sink));
         } else {
             configs.push(
                 spec.parse::<SinkConfig>()
@@ -93,6 +167,7 @@ pub fn build(specs: &[String], auth: Option<BasicAuth>, camera: &str) -> Result<
     Ok(Sinks {
         configs,
         servers: servers.into_values().collect(),
+        kvs: kvs_sinks,
     })
 }
 
@@ -119,5 +194,21 @@ mod tests {
         assert!(parse_rtsp("rtsp://u:p@host/cam").is_err());
         assert!(parse_rtsp("rtsp://host:http/cam").is_err());
         assert!(parse_rtsp("rtsp:///cam").is_err());
+    }
+
+    #[test]
+    fn kvs_sinks_parse_with_optional_endpoint_and_region() {
+        let k = parse_kvs("kvs://lobby?endpoint=http://127.0.0.1:4566&region=eu-west-1").unwrap();
+        assert_eq!(
+            k,
+            KvsSpec {
+                stream: "lobby".into(),
+                endpoint: Some("http://127.0.0.1:4566".into()),
+                region: Some("eu-west-1".into())
+            }
+        );
+        assert_eq!(parse_kvs("kvs://lobby").unwrap().endpoint, None);
+        assert!(parse_kvs("kvs://").is_err());
+        assert!(parse_kvs("kvs://a?bogus=1").is_err());
     }
 }

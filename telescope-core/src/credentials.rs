@@ -73,8 +73,9 @@ impl std::fmt::Debug for CredentialSource {
 }
 
 impl CredentialSource {
-    /// A provider for this source.
-    pub async fn provider(&self) -> SharedCredentialsProvider {
+    /// A provider for this source; `region` scopes the default chain's lookups (SSO, STS) and
+    /// spares it from asking instance metadata for one.
+    pub async fn provider(&self, region: &str) -> SharedCredentialsProvider {
         match self {
             CredentialSource::Static {
                 access_key_id,
@@ -92,6 +93,7 @@ impl CredentialSource {
             ),
             CredentialSource::DefaultChain => SharedCredentialsProvider::new(
                 aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .region(aws_config::Region::new(region.to_owned()))
                     .build()
                     .await,
             ),

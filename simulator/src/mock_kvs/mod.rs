@@ -5,7 +5,7 @@
 //! control code work against it unchanged. When keys are configured, every request must carry
 //! a valid SigV4 signature for service `kinesisvideo`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -14,12 +14,17 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+pub mod data;
+pub mod mkv;
 pub mod sigv4;
 pub mod state;
+
+pub use data::Fault;
 
 use state::Streams;
 
@@ -34,6 +39,8 @@ pub struct MockKvsConfig {
     pub store: Option<PathBuf>,
     /// Region used in ARNs (requests may be signed for any region).
     pub region: String,
+    /// Faults injected into PutMedia.
+    pub faults: Vec<Fault>,
 }
 
 impl Default for MockKvsConfig {
@@ -43,6 +50,7 @@ impl Default for MockKvsConfig {
             keys: None,
             store: None,
             region: "us-east-1".into(),
+            faults: Vec::new(),
         }
     }
 }
@@ -51,11 +59,15 @@ struct Ctx {
     config: MockKvsConfig,
     url: String,
     streams: Mutex<Streams>,
+    media: Mutex<HashMap<String, data::Media>>,
 }
 
 impl Ctx {
     fn streams(&self) -> MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn media(&self) -> MutexGuard<'_, HashMap<String, data::Media>> {
+        self.media.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -85,6 +97,7 @@ impl MockKvs {
             config,
             url: url.clone(),
             streams: Mutex::new(streams),
+            media: Mutex::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -187,8 +200,11 @@ fn not_found(what: &str) -> ApiError {
     )
 }
 
+/// Every response body: whole JSON documents or streamed acks and media.
+type Body = BoxBody<Bytes, Infallible>;
+
 /// The HTTP response for a reply.
-fn respond(reply: Reply) -> Response<Full<Bytes>> {
+fn respond(reply: Reply) -> Response<Body> {
     let (status, kind, body) = match reply {
         Ok(value) => (StatusCode::OK, None, value.to_string()),
         Err(e) => (
@@ -204,52 +220,35 @@ fn respond(reply: Reply) -> Response<Full<Bytes>> {
         builder = builder.header("x-amzn-ErrorType", kind);
     }
     builder
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    ctx: Arc<Ctx>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(respond(dispatch(req, &ctx).await))
+async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/putMedia" {
+        // Streamed both ways: acks flow back while the body still arrives.
+        return Ok(data::put_media(req, ctx).await);
+    }
+    let path = req.uri().path().to_owned();
+    let input = match read_request(req, &ctx).await {
+        Ok(input) => input,
+        Err(e) => return Ok(respond(Err(e))),
+    };
+    Ok(match path.as_str() {
+        "/getMedia" => data::get_media(&ctx, &input),
+        _ => respond(route(&ctx, &path, &input)),
+    })
 }
 
-async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Reply {
+/// Check the signature and parse the JSON body of a control-plane style request.
+async fn read_request(req: Request<Incoming>, ctx: &Ctx) -> Result<Value, ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = Limited::new(body, 1 << 20)
         .collect()
         .await
         .map_err(|_| invalid("request body too large or unreadable"))?
         .to_bytes();
-    if let Some((key, secret)) = &ctx.config.keys {
-        let uri = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let signed = sigv4::Signed {
-            method: parts.method.as_str(),
-            uri,
-            headers: &parts.headers,
-            body: Some(&bytes),
-        };
-        if let Err(e) = sigv4::verify(
-            &signed,
-            key,
-            secret,
-            "kinesisvideo",
-            SystemTime::now(),
-            None,
-        ) {
-            tracing::info!(path = %parts.uri.path(), reason = %e, "mock-kvs refused a request");
-            return Err(error(
-                StatusCode::UNAUTHORIZED,
-                "NotAuthorizedException",
-                e.to_string(),
-            ));
-        }
-    }
+    authorize(ctx, &parts, Some(&bytes))?;
     if parts.method != http::Method::POST {
         return Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -257,30 +256,65 @@ async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Reply {
             "KVS operations are POST requests",
         ));
     }
-    let input: Value = if bytes.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => return Err(invalid("the request body must be a JSON object")),
-            Err(e) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "SerializationException",
-                    e.to_string(),
-                ))
-            }
-        }
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(invalid("the request body must be a JSON object")),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            e.to_string(),
+        )),
+    }
+}
+
+/// Verify SigV4 when keys are configured (`body: None` for a streamed body).
+fn authorize(ctx: &Ctx, parts: &http::request::Parts, body: Option<&[u8]>) -> Result<(), ApiError> {
+    let Some((key, secret)) = &ctx.config.keys else {
+        return Ok(());
     };
-    match parts.uri.path() {
-        "/createStream" => create_stream(ctx, &input),
-        "/describeStream" => describe_stream(ctx, &input),
-        "/listStreams" => list_streams(ctx, &input),
-        "/deleteStream" => delete_stream(ctx, &input),
-        "/updateDataRetention" => update_retention(ctx, &input),
-        "/getDataEndpoint" => get_data_endpoint(ctx, &input),
-        "/tagStream" => tag_stream(ctx, &input),
-        "/listTagsForStream" => list_tags(ctx, &input),
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let signed = sigv4::Signed {
+        method: parts.method.as_str(),
+        uri,
+        headers: &parts.headers,
+        body,
+    };
+    sigv4::verify(
+        &signed,
+        key,
+        secret,
+        "kinesisvideo",
+        SystemTime::now(),
+        None,
+    )
+    .map_err(|e| {
+        tracing::info!(path = %parts.uri.path(), reason = %e, "mock-kvs refused a request");
+        error(
+            StatusCode::UNAUTHORIZED,
+            "NotAuthorizedException",
+            e.to_string(),
+        )
+    })
+}
+
+fn route(ctx: &Ctx, path: &str, input: &Value) -> Reply {
+    match path {
+        "/createStream" => create_stream(ctx, input),
+        "/describeStream" => describe_stream(ctx, input),
+        "/listStreams" => list_streams(ctx, input),
+        "/deleteStream" => delete_stream(ctx, input),
+        "/updateDataRetention" => update_retention(ctx, input),
+        "/getDataEndpoint" => get_data_endpoint(ctx, input),
+        "/tagStream" => tag_stream(ctx, input),
+        "/listTagsForStream" => list_tags(ctx, input),
+        "/listFragments" => data::list_fragments(ctx, input),
         other => Err(error(
             StatusCode::NOT_FOUND,
             "UnknownOperationException",

@@ -160,7 +160,7 @@ impl KvsControl {
     pub async fn new(config: &KvsConfig) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(config.region.clone()))
-            .credentials_provider(config.credentials.provider().await);
+            .credentials_provider(config.credentials.provider(&config.region).await);
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
         }

@@ -5,10 +5,12 @@ use std::str::FromStr;
 use crate::error::TelescopeError;
 
 mod file;
+pub mod kvs;
 pub mod kvssink;
 pub mod rtsp;
 
 pub use file::{Container, FileSinkConfig};
+pub use kvs::{KvsSink, KvsSinkConfig};
 pub use kvssink::{KvssinkConfig, KvssinkCredentials};
 pub use rtsp::{BasicAuth, RtspMount, RtspServer, RtspServerConfig, RtspStats};
 
@@ -22,6 +24,8 @@ pub enum SinkConfig {
     Rtsp(RtspMount),
     /// A KVS stream through the Producer SDK's `kvssink` element.
     Kvssink(KvssinkConfig),
+    /// A KVS stream through Telescope's own PutMedia client.
+    Kvs(KvsSink),
 }
 
 impl SinkConfig {
@@ -41,6 +45,7 @@ impl SinkConfig {
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
             SinkConfig::Rtsp(m) => m.url().to_owned(),
             SinkConfig::Kvssink(k) => format!("kvssink:{} ({})", k.stream_name, k.region),
+            SinkConfig::Kvs(k) => format!("kvs://{} via {}", k.stream_name(), k.data_endpoint()),
         }
     }
 
@@ -50,6 +55,7 @@ impl SinkConfig {
             SinkConfig::File(f) => f.preflight(),
             SinkConfig::Rtsp(m) => m.preflight(),
             SinkConfig::Kvssink(k) => k.preflight(),
+            SinkConfig::Kvs(_) => Ok(()),
         }
     }
 
@@ -64,6 +70,7 @@ impl SinkConfig {
             SinkConfig::File(f) => f.build(pipeline, index, incarnation),
             SinkConfig::Rtsp(m) => m.build(pipeline, index),
             SinkConfig::Kvssink(k) => k.build(pipeline, index),
+            SinkConfig::Kvs(k) => k.build(pipeline, index),
         }
     }
 }

@@ -1,0 +1,342 @@
+//! The data plane: PutMedia (streamed MKV in, newline-separated JSON acks out), GetMedia and
+//! ListFragments, with faults on demand.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use telescope::kvs::{AckEvent, ChannelBody, FragmentAck};
+use tokio::sync::mpsc;
+
+use super::mkv::{MkvEvent, MkvParser};
+use super::{authorize, error, invalid, not_found, respond, Body, Ctx, Reply};
+
+/// A fault PutMedia can be told to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Drop every PutMedia connection when its N-th fragment arrives, without acknowledging
+    /// that fragment (the producer must resend it).
+    ResetAfterFragments(u32),
+}
+
+impl Fault {
+    /// The fragment count of a `reset-after` fault.
+    pub fn reset_after(&self) -> Option<u32> {
+        match self {
+            Fault::ResetAfterFragments(n) => Some(*n),
+        }
+    }
+}
+
+impl FromStr for Fault {
+    type Err = String;
+
+    /// `reset-after:N`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        match name {
+            "reset-after" => arg
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Fault::ResetAfterFragments)
+                .ok_or_else(|| {
+                    format!("`{s}`: reset-after needs a fragment count, e.g. reset-after:3")
+                }),
+            _ => Err(format!("unknown fault `{s}` (known: reset-after:N)")),
+        }
+    }
+}
+
+/// What a stream holds.
+#[derive(Debug, Default, Clone)]
+pub struct Media {
+    /// The latest stream header (EBML, Segment, Info, Tracks).
+    pub header: Vec<u8>,
+    /// Stored fragments in arrival order (a resent fragment is stored again, as KVS does).
+    pub fragments: Vec<StoredFragment>,
+}
+
+/// One stored fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFragment {
+    pub number: String,
+    pub producer_ms: u64,
+    pub server_ms: u64,
+    pub frames: u32,
+    pub duration_ms: i64,
+    pub raw: Vec<u8>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// PutMedia: check the request, answer 200 at once, then ingest while acking.
+pub(super) async fn put_media(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = authorize(&ctx, &parts, None) {
+        return respond(Err(e));
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let Some(stream) = header("x-amzn-stream-name") else {
+        return respond(Err(invalid("x-amzn-stream-name is required")));
+    };
+    if ctx.streams().find(Some(&stream), None).is_none() {
+        return respond(Err(not_found(&stream)));
+    }
+    let relative = match header("x-amzn-fragment-timecode-type").as_deref() {
+        Some("ABSOLUTE") | None => false,
+        Some("RELATIVE") => true,
+        Some(other) => {
+            return respond(Err(invalid(format!(
+                "x-amzn-fragment-timecode-type `{other}`"
+            ))))
+        }
+    };
+    let start_ms = header("x-amzn-producer-start-timestamp")
+        .and_then(|s| s.parse::<f64>().ok())
+        .map_or(0, |secs| (secs * 1000.0).round() as u64);
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(ingest(ctx, stream, relative, start_ms, body, tx));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(ChannelBody(rx).boxed())
+        .unwrap_or_else(|_| {
+            respond(Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ClientLimitExceededException",
+                "response",
+            )))
+        })
+}
+
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    event: AckEvent,
+    timecode: Option<u64>,
+    number: Option<String>,
+) -> bool {
+    let ack = FragmentAck {
+        event,
+        fragment_timecode: timecode,
+        fragment_number: number,
+    };
+    tx.send(Bytes::from(ack.to_json() + "\n")).await.is_ok()
+}
+
+async fn ingest(
+    ctx: Arc<Ctx>,
+    stream: String,
+    relative: bool,
+    start_ms: u64,
+    mut body: Incoming,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let reset_after = ctx.config.faults.iter().find_map(Fault::reset_after);
+    let mut parser = MkvParser::new();
+    let mut received = 0u32;
+    let mut last_timecode = None;
+    loop {
+        let (events, done) = match body.frame().await {
+            Some(Ok(frame)) => match frame.data_ref() {
+                Some(data) => (parser.push(data), false),
+                None => continue,
+            },
+            Some(Err(_)) => return,
+            None => (parser.finish(), true),
+        };
+        for event in events {
+            match event {
+                Ok(MkvEvent::Header(h)) => {
+                    ctx.media().entry(stream.clone()).or_default().header = h
+                }
+                Ok(MkvEvent::Cluster(c)) => {
+                    let timecode = if relative {
+                        start_ms + c.timecode
+                    } else {
+                        c.timecode
+                    };
+                    if !c.starts_with_key {
+                        let error = AckEvent::Error {
+                            error_id: 4006,
+                            code: Some("INVALID_MKV_DATA".into()),
+                        };
+                        send(&tx, error, Some(timecode), None).await;
+                        return;
+                    }
+                    if last_timecode.is_some_and(|l| timecode < l) {
+                        let error = AckEvent::Error {
+                            error_id: 4004,
+                            code: Some("FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS".into()),
+                        };
+                        send(&tx, error, Some(timecode), None).await;
+                        return;
+                    }
+                    last_timecode = Some(timecode);
+                    received += 1;
+                    if reset_after == Some(received) {
+                        tracing::info!(stream = %stream, timecode, "fault: dropping the connection before acking");
+                        return;
+                    }
+                    if !send(&tx, AckEvent::Buffering, Some(timecode), None).await {
+                        return;
+                    }
+                    let number = {
+                        let mut media = ctx.media();
+                        let m = media.entry(stream.clone()).or_default();
+                        let number = format!("91343852333{:020}", m.fragments.len() + 1);
+                        m.fragments.push(StoredFragment {
+                            number: number.clone(),
+                            producer_ms: timecode,
+                            server_ms: now_ms(),
+                            frames: c.frames,
+                            duration_ms: c.last_offset,
+                            raw: c.raw,
+                        });
+                        number
+                    };
+                    send(
+                        &tx,
+                        AckEvent::Received,
+                        Some(timecode),
+                        Some(number.clone()),
+                    )
+                    .await;
+                    if !send(&tx, AckEvent::Persisted, Some(timecode), Some(number)).await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(stream = %stream, error = %e, "PutMedia body is not valid MKV");
+                    let error = AckEvent::Error {
+                        error_id: 4006,
+                        code: Some("INVALID_MKV_DATA".into()),
+                    };
+                    send(&tx, error, last_timecode, None).await;
+                    return;
+                }
+            }
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+fn stream_of(ctx: &Ctx, input: &Value) -> Result<String, super::ApiError> {
+    let (name, arn) = (
+        input.get("StreamName").and_then(Value::as_str),
+        input.get("StreamARN").and_then(Value::as_str),
+    );
+    if name.is_none() && arn.is_none() {
+        return Err(invalid("StreamName or StreamARN is required"));
+    }
+    ctx.streams()
+        .find(name, arn)
+        .map(|s| s.name.clone())
+        .ok_or_else(|| not_found(name.or(arn).unwrap_or_default()))
+}
+
+/// GetMedia: the stored header and fragments from the start selector on, as one MKV stream.
+pub(super) fn get_media(ctx: &Ctx, input: &Value) -> Response<Body> {
+    let stream = match stream_of(ctx, input) {
+        Ok(s) => s,
+        Err(e) => return respond(Err(e)),
+    };
+    let selector = input
+        .get("StartSelector")
+        .cloned()
+        .unwrap_or(json!({"StartSelectorType": "EARLIEST"}));
+    let kind = selector
+        .get("StartSelectorType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let media = ctx.media().get(&stream).cloned().unwrap_or_default();
+    let from = match kind {
+        "EARLIEST" => 0,
+        "NOW" => media.fragments.len(),
+        "FRAGMENT_NUMBER" => {
+            let after = selector
+                .get("AfterFragmentNumber")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match media.fragments.iter().position(|f| f.number == after) {
+                Some(i) => i + 1,
+                None => return respond(Err(invalid(format!("no fragment {after}")))),
+            }
+        }
+        "PRODUCER_TIMESTAMP" | "SERVER_TIMESTAMP" => {
+            let Some(at) = selector.get("StartTimestamp").and_then(Value::as_f64) else {
+                return respond(Err(invalid("StartTimestamp is required")));
+            };
+            let at_ms = (at * 1000.0) as u64;
+            media
+                .fragments
+                .iter()
+                .position(|f| {
+                    if kind == "PRODUCER_TIMESTAMP" {
+                        f.producer_ms >= at_ms
+                    } else {
+                        f.server_ms >= at_ms
+                    }
+                })
+                .unwrap_or(media.fragments.len())
+        }
+        other => {
+            return respond(Err(invalid(format!(
+                "StartSelectorType `{other}` is not supported"
+            ))))
+        }
+    };
+    let mut out = media.header.clone();
+    for f in &media.fragments[from..] {
+        out.extend_from_slice(&f.raw);
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "video/webm")
+        .body(http_body_util::Full::new(Bytes::from(out)).boxed())
+        .unwrap_or_else(|_| respond(Err(invalid("response"))))
+}
+
+/// ListFragments: every stored fragment with its timestamps.
+pub(super) fn list_fragments(ctx: &Ctx, input: &Value) -> Reply {
+    let stream = stream_of(ctx, input)?;
+    let max = input
+        .get("MaxResults")
+        .and_then(Value::as_u64)
+        .unwrap_or(1000) as usize;
+    let media = ctx.media().get(&stream).cloned().unwrap_or_default();
+    let fragments: Vec<Value> = media
+        .fragments
+        .iter()
+        .take(max)
+        .map(|f| {
+            json!({
+                "FragmentNumber": f.number,
+                "FragmentSizeInBytes": f.raw.len(),
+                "ProducerTimestamp": f.producer_ms as f64 / 1000.0,
+                "ServerTimestamp": f.server_ms as f64 / 1000.0,
+                "FragmentLengthInMilliseconds": f.duration_ms,
+            })
+        })
+        .collect();
+    Ok(json!({ "Fragments": fragments }))
+}
