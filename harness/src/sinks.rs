@@ -34,7 +34,7 @@ pub fn parse_kvs(spec: &str) -> Result<KvsSpec> {
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some(("endpoint", v)) => parsed.endpoint = Some(v.to_owned()),
+            Some(("endpoint", v)) if !v.is_empty() => parsed.endpoint = Some(v.to_owned()),
             Some(("region", v)) => parsed.region = Some(v.to_owned()),
             _ => bail!("`{spec}`: unknown parameter `{pair}` (use endpoint=URL, region=R)"),
         }
@@ -210,5 +210,9 @@ mod tests {
         assert_eq!(parse_kvs("kvs://lobby").unwrap().endpoint, None);
         assert!(parse_kvs("kvs://").is_err());
         assert!(parse_kvs("kvs://a?bogus=1").is_err());
+        assert!(
+            parse_kvs("kvs://a?endpoint=").is_err(),
+            "an empty endpoint is not AWS by default"
+        );
     }
 }

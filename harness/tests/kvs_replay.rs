@@ -94,7 +94,7 @@ fn get_media(url: &str, stream: &str, out: &Path) {
                 session_token: None,
             },
         };
-        let control = KvsControl::new(&kvs).await;
+        let control = KvsControl::new(&kvs).await.unwrap();
         let endpoint = control
             .data_endpoint(stream, DataApi::GetMedia)
             .await
@@ -171,4 +171,18 @@ fn dropped_connections_lose_no_frame() {
     let kvs = &stats["kvs"][0];
     assert!(kvs["resent"].as_u64().unwrap() >= 2, "{stats}");
     assert!(kvs["connections"].as_u64().unwrap() >= 3, "{stats}");
+}
+
+#[test]
+fn refused_requests_and_slow_acks_are_ridden_out() {
+    let stats = check_round_trip(&["refuse:2", "delay-acks:300"], 100);
+    let kvs = &stats["kvs"][0];
+    assert!(
+        kvs["errors"].as_u64().unwrap() >= 2,
+        "the two refusals are counted: {stats}"
+    );
+    assert!(
+        kvs["ack_latency_ms_max"].as_u64().unwrap() >= 300,
+        "{stats}"
+    );
 }

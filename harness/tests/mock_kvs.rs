@@ -63,7 +63,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn the_sdk_drives_every_control_plane_operation() {
     let (_guard, url) = start_mock(true);
     rt().block_on(async {
-        let control = KvsControl::new(&config(&url, KEY, SECRET)).await;
+        let control = KvsControl::new(&config(&url, KEY, SECRET)).await.unwrap();
         let sdk = control.client().clone();
 
         // Typed errors from Telescope's control code.
@@ -130,14 +130,14 @@ fn bad_signatures_and_unknown_keys_are_refused() {
     let (_guard, url) = start_mock(true);
     rt().block_on(async {
         for (key, secret) in [(KEY, "not-the-secret"), ("AKIDSOMEONEELSE", SECRET)] {
-            let control = KvsControl::new(&config(&url, key, secret)).await;
+            let control = KvsControl::new(&config(&url, key, secret)).await.unwrap();
             let err = control.describe("lobby").await.unwrap_err();
             assert!(matches!(err, KvsError::NotAuthorized { .. }), "{err}");
             let raw = control.client().list_streams().send().await.unwrap_err();
             assert_eq!(raw.code(), Some("NotAuthorizedException"));
             assert!(!err.to_string().contains(secret));
         }
-        let good = KvsControl::new(&config(&url, KEY, SECRET)).await;
+        let good = KvsControl::new(&config(&url, KEY, SECRET)).await.unwrap();
         assert!(good.client().list_streams().send().await.is_ok());
     });
 }
@@ -172,7 +172,7 @@ fn streams_persist_in_the_store_across_restarts() {
     };
     let (first, url) = start();
     rt().block_on(async {
-        let control = KvsControl::new(&config(&url, KEY, SECRET)).await;
+        let control = KvsControl::new(&config(&url, KEY, SECRET)).await.unwrap();
         control
             .create("kept", &CreateStreamOptions::default())
             .await
@@ -181,7 +181,7 @@ fn streams_persist_in_the_store_across_restarts() {
     drop(first);
     let (_second, url) = start();
     rt().block_on(async {
-        let control = KvsControl::new(&config(&url, KEY, SECRET)).await;
+        let control = KvsControl::new(&config(&url, KEY, SECRET)).await.unwrap();
         assert_eq!(control.describe("kept").await.unwrap().status, "ACTIVE");
     });
 }
@@ -228,7 +228,9 @@ fn the_same_control_code_works_against_moto() {
     }
     let url = format!("http://127.0.0.1:{port}");
     rt().block_on(async {
-        let control = KvsControl::new(&config(&url, "testing", "testing")).await;
+        let control = KvsControl::new(&config(&url, "testing", "testing"))
+            .await
+            .unwrap();
         let missing = control.describe("moto-cam").await;
         assert!(
             matches!(missing, Err(KvsError::StreamNotFound { .. })),
@@ -314,7 +316,9 @@ fn localstack_runs_where_docker_answers() {
         .to_owned();
     let url = format!("http://127.0.0.1:{mapped}");
     rt().block_on(async {
-        let control = KvsControl::new(&config(&url, "test", "test")).await;
+        let control = KvsControl::new(&config(&url, "test", "test"))
+            .await
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             match control

@@ -23,6 +23,10 @@ pub enum Fault {
     /// Drop every PutMedia connection when its N-th fragment arrives, without acknowledging
     /// that fragment (the producer must resend it).
     ResetAfterFragments(u32),
+    /// Answer the first N PutMedia requests with 503 (throttled service).
+    Refuse(u32),
+    /// Hold every PERSISTED ack back this many milliseconds.
+    DelayAcks(u64),
 }
 
 impl Fault {
@@ -30,6 +34,23 @@ impl Fault {
     pub fn reset_after(&self) -> Option<u32> {
         match self {
             Fault::ResetAfterFragments(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The request count of a `refuse` fault.
+    pub fn refuse(&self) -> Option<u32> {
+        match self {
+            Fault::Refuse(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The delay of a `delay-acks` fault.
+    pub fn ack_delay(&self) -> Option<std::time::Duration> {
+        match self {
+            Fault::DelayAcks(ms) => Some(std::time::Duration::from_millis(*ms)),
+            _ => None,
         }
     }
 }
@@ -37,20 +58,21 @@ impl Fault {
 impl FromStr for Fault {
     type Err = String;
 
-    /// `reset-after:N`.
+    /// `reset-after:N`, `refuse:N`, `delay-acks:MS`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        let count = || arg.parse::<u32>().ok().filter(|n| *n > 0);
         match name {
-            "reset-after" => arg
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Fault::ResetAfterFragments)
-                .ok_or_else(|| {
-                    format!("`{s}`: reset-after needs a fragment count, e.g. reset-after:3")
-                }),
-            _ => Err(format!("unknown fault `{s}` (known: reset-after:N)")),
+            "reset-after" => count().map(Fault::ResetAfterFragments),
+            "refuse" => count().map(Fault::Refuse),
+            "delay-acks" => arg.parse::<u64>().ok().map(Fault::DelayAcks),
+            _ => {
+                return Err(format!(
+                    "unknown fault `{s}` (known: reset-after:N, refuse:N, delay-acks:MS)"
+                ))
+            }
         }
+        .ok_or_else(|| format!("`{s}`: {name} needs a positive number, e.g. {name}:3"))
     }
 }
 
@@ -99,6 +121,23 @@ pub(super) async fn put_media(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response
     };
     if ctx.streams().find(Some(&stream), None).is_none() {
         return respond(Err(not_found(&stream)));
+    }
+    let refused = ctx
+        .put_requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    if ctx
+        .config
+        .faults
+        .iter()
+        .filter_map(Fault::refuse)
+        .any(|n| refused <= u64::from(n))
+    {
+        return respond(Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ClientLimitExceededException",
+            "fault: refused",
+        )));
     }
     let relative = match header("x-amzn-fragment-timecode-type").as_deref() {
         Some("ABSOLUTE") | None => false,
@@ -150,6 +189,7 @@ async fn ingest(
     tx: mpsc::Sender<Bytes>,
 ) {
     let reset_after = ctx.config.faults.iter().find_map(Fault::reset_after);
+    let ack_delay = ctx.config.faults.iter().find_map(Fault::ack_delay);
     let mut parser = MkvParser::new();
     let mut received = 0u32;
     let mut last_timecode = None;
@@ -219,6 +259,9 @@ async fn ingest(
                         Some(number.clone()),
                     )
                     .await;
+                    if let Some(delay) = ack_delay {
+                        tokio::time::sleep(delay).await;
+                    }
                     if !send(&tx, AckEvent::Persisted, Some(timecode), Some(number)).await {
                         return;
                     }

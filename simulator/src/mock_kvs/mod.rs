@@ -60,6 +60,8 @@ struct Ctx {
     url: String,
     streams: Mutex<Streams>,
     media: Mutex<HashMap<String, data::Media>>,
+    /// PutMedia requests seen (for the `refuse` fault).
+    put_requests: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
@@ -98,6 +100,7 @@ impl MockKvs {
             url: url.clone(),
             streams: Mutex::new(streams),
             media: Mutex::default(),
+            put_requests: Default::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

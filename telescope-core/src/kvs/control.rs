@@ -156,20 +156,31 @@ impl Default for ThrottleRetry {
 }
 
 impl KvsControl {
-    /// Build a client from the configuration (endpoint override, credentials, region).
-    pub async fn new(config: &KvsConfig) -> Self {
+    /// Build a client from the configuration (endpoint override, credentials, region). An
+    /// endpoint override that is not an http(s) URL is an error, not a silent fallback to AWS.
+    pub async fn new(config: &KvsConfig) -> Result<Self, KvsError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(config.region.clone()))
             .credentials_provider(config.credentials.provider(&config.region).await);
         if let Some(endpoint) = &config.endpoint {
+            let valid = endpoint.parse::<http::Uri>().ok().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+            if !valid {
+                return Err(KvsError::Transport {
+                    operation: "configuration",
+                    region: config.region.clone(),
+                    message: format!("endpoint `{endpoint}` is not an http:// or https:// URL"),
+                });
+            }
             loader = loader.endpoint_url(endpoint);
         }
         let shared = loader.load().await;
-        KvsControl {
+        Ok(KvsControl {
             client: Client::new(&shared),
             region: config.region.clone(),
             throttle: ThrottleRetry::default(),
-        }
+        })
     }
 
     /// Wrap an existing SDK client (for tests with `aws-smithy-mocks`).

@@ -294,6 +294,10 @@ impl Uploader {
                 End::Closed => return,
                 End::Retry(message) => {
                     self.counters.error(message);
+                    if self.closed {
+                        // The producer is gone (dropped without `finish`): stop retrying.
+                        return;
+                    }
                     // Keep taking fragments while waiting to reconnect.
                     let wake = tokio::time::Instant::now() + backoff;
                     loop {
@@ -508,7 +512,7 @@ impl Uploader {
                 body_tx = None;
                 break End::Finished;
             }
-            if self.closed && self.store.is_empty() && self.finishing.is_none() {
+            if self.closed && self.finishing.is_none() {
                 break End::Closed;
             }
         };

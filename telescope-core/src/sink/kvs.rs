@@ -103,7 +103,8 @@ impl KvsSink {
                 credentials: CredentialSource::Provider(provider.clone()),
                 ..config.kvs.clone()
             })
-            .await;
+            .await
+            .map_err(kvs_err)?;
             control
                 .ensure_stream(&config.stream_name, config.create.as_ref())
                 .await

@@ -1,0 +1,136 @@
+//! The PutMedia client against an in-process mock-kvs and against nothing at all.
+
+use std::time::{Duration, Instant};
+
+use simulator::{MockKvs, MockKvsConfig};
+use telescope::credentials::{Credentials, SharedCredentialsProvider};
+use telescope::kvs::mkv::{cluster, header, Block, TrackInfo};
+use telescope::kvs::{PutMediaClient, PutMediaConfig, PutMediaStats};
+
+fn creds() -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Credentials::new(
+        "AKIDPUTMEDIA",
+        "putmedia-secret",
+        None,
+        None,
+        "test",
+    ))
+}
+
+/// Poll the client's counters until `done` holds (bounded).
+fn wait(client: &PutMediaClient, done: impl Fn(&PutMediaStats) -> bool) -> PutMediaStats {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = client.stats();
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // polling counters, bounded by the deadline
+    }
+}
+
+fn fragment(i: u64) -> (u64, Vec<u8>) {
+    let t = 1_796_000_000_000 + i * 2000;
+    (
+        t,
+        cluster(
+            t,
+            &[Block {
+                offset_ms: 0,
+                key: true,
+                data: vec![0, 0, 0, 2, 0x65, i as u8],
+            }],
+        ),
+    )
+}
+
+#[test]
+fn a_full_store_evicts_the_oldest_fragments_and_counts_them() {
+    // Nothing listens on this port: every connection attempt fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = PutMediaConfig::new(format!("http://127.0.0.1:{port}"), "cam", "us-east-1");
+    let one = fragment(0).1.len();
+    config.store_bytes = 3 * one;
+    config.initial_backoff = Duration::from_millis(20);
+    let client = PutMediaClient::start(config, creds()).unwrap();
+    client.header(vec![0x1A, 0x45, 0xDF, 0xA3, 0x80]);
+    for i in 0..10 {
+        let (t, bytes) = fragment(i);
+        client.fragment(t, bytes);
+    }
+    let s = wait(&client, |s| s.evicted == 7);
+    assert_eq!(
+        (s.fragments, s.evicted, s.pending, s.persisted),
+        (10, 7, 3, 0),
+        "{s:?}"
+    );
+    assert!(
+        s.errors >= 1 && s.last_error.as_deref().unwrap_or("").contains("connect"),
+        "{s:?}"
+    );
+    assert!(
+        !client.finish(Duration::from_millis(50)),
+        "nothing can be persisted"
+    );
+}
+
+#[test]
+fn fragments_are_persisted_by_the_in_process_mock() {
+    let mock = MockKvs::start(MockKvsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        keys: Some(("AKIDPUTMEDIA".into(), "putmedia-secret".into())),
+        ..MockKvsConfig::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kvs = telescope::kvs::KvsConfig {
+            region: "us-east-1".into(),
+            endpoint: Some(mock.url().to_owned()),
+            credentials: telescope::credentials::CredentialSource::Provider(creds()),
+        };
+        telescope::kvs::KvsControl::new(&kvs)
+            .await
+            .unwrap()
+            .create("cam", &Default::default())
+            .await
+            .unwrap();
+    });
+    let client =
+        PutMediaClient::start(PutMediaConfig::new(mock.url(), "cam", "us-east-1"), creds())
+            .unwrap();
+    client.header(header(
+        &TrackInfo {
+            width: 2,
+            height: 2,
+            codec_private: vec![1, 0x42, 0, 0x1e],
+            frame_duration_ns: None,
+        },
+        [1; 16],
+    ));
+    for i in 0..5 {
+        let (t, bytes) = fragment(i);
+        client.fragment(t, bytes);
+    }
+    assert!(client.finish(Duration::from_secs(30)));
+    let s = client.stats();
+    assert_eq!(
+        (
+            s.fragments,
+            s.sent,
+            s.received,
+            s.persisted,
+            s.pending,
+            s.resent
+        ),
+        (5, 5, 5, 5, 0, 0),
+        "{s:?}"
+    );
+}
