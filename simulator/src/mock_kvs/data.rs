@@ -27,6 +27,14 @@ pub enum Fault {
     Refuse(u32),
     /// Hold every PERSISTED ack back this many milliseconds.
     DelayAcks(u64),
+    /// Send RECEIVED but never PERSISTED.
+    WithholdPersisted,
+    /// Answer the N-th fragment of every connection with an ERROR ack of this id (and do not
+    /// store it): `error-ack:ID:N`.
+    ErrorAck { error_id: u64, nth: u32 },
+    /// Cut every PutMedia connection this many milliseconds after it started, as KVS does when
+    /// the credentials that signed it expire.
+    ExpireConnections(u64),
 }
 
 impl Fault {
@@ -53,26 +61,57 @@ impl Fault {
             _ => None,
         }
     }
+
+    /// The (error id, fragment) of an `error-ack` fault.
+    pub fn error_ack(&self) -> Option<(u64, u32)> {
+        match self {
+            Fault::ErrorAck { error_id, nth } => Some((*error_id, *nth)),
+            _ => None,
+        }
+    }
+
+    /// The lifetime of connections under an `expire-connections` fault.
+    pub fn connection_lifetime(&self) -> Option<std::time::Duration> {
+        match self {
+            Fault::ExpireConnections(ms) => Some(std::time::Duration::from_millis(*ms)),
+            _ => None,
+        }
+    }
 }
 
 impl FromStr for Fault {
     type Err = String;
 
-    /// `reset-after:N`, `refuse:N`, `delay-acks:MS`.
+    /// `reset-after:N`, `refuse:N`, `delay-acks:MS`, `withhold-persisted`, `error-ack:ID:N`,
+    /// `expire-connections:MS`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, arg) = s.split_once(':').unwrap_or((s, ""));
         let count = || arg.parse::<u32>().ok().filter(|n| *n > 0);
-        match name {
+        let fault = match name {
             "reset-after" => count().map(Fault::ResetAfterFragments),
             "refuse" => count().map(Fault::Refuse),
             "delay-acks" => arg.parse::<u64>().ok().map(Fault::DelayAcks),
+            "withhold-persisted" if arg.is_empty() => Some(Fault::WithholdPersisted),
+            "error-ack" => arg.split_once(':').and_then(|(id, n)| {
+                let nth = n.parse().ok().filter(|n| *n > 0)?;
+                Some(Fault::ErrorAck {
+                    error_id: id.parse().ok()?,
+                    nth,
+                })
+            }),
+            "expire-connections" => arg
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Fault::ExpireConnections),
             _ => {
                 return Err(format!(
-                    "unknown fault `{s}` (known: reset-after:N, refuse:N, delay-acks:MS)"
+                    "unknown fault `{s}` (known: reset-after:N, refuse:N, delay-acks:MS, \
+                     withhold-persisted, error-ack:ID:N, expire-connections:MS)"
                 ))
             }
-        }
-        .ok_or_else(|| format!("`{s}`: {name} needs a positive number, e.g. {name}:3"))
+        };
+        fault.ok_or_else(|| format!("`{s}`: bad arguments for {name}"))
     }
 }
 
@@ -127,8 +166,7 @@ pub(super) async fn put_media(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         + 1;
     if ctx
-        .config
-        .faults
+        .faults()
         .iter()
         .filter_map(Fault::refuse)
         .any(|n| refused <= u64::from(n))
@@ -152,7 +190,19 @@ pub(super) async fn put_media(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response
         .and_then(|s| s.parse::<f64>().ok())
         .map_or(0, |secs| (secs * 1000.0).round() as u64);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(ingest(ctx, stream, relative, start_ms, body, tx));
+    let lifetime = ctx.faults().iter().find_map(Fault::connection_lifetime);
+    tokio::spawn(async move {
+        let work = ingest(ctx, stream, relative, start_ms, body, tx);
+        match lifetime {
+            // Everything the connection does stops at its end of life, acks included.
+            Some(life) => {
+                if tokio::time::timeout(life, work).await.is_err() {
+                    tracing::info!("fault: connection expired");
+                }
+            }
+            None => work.await,
+        }
+    });
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
@@ -188,8 +238,11 @@ async fn ingest(
     mut body: Incoming,
     tx: mpsc::Sender<Bytes>,
 ) {
-    let reset_after = ctx.config.faults.iter().find_map(Fault::reset_after);
-    let ack_delay = ctx.config.faults.iter().find_map(Fault::ack_delay);
+    let faults = ctx.faults();
+    let reset_after = faults.iter().find_map(Fault::reset_after);
+    let ack_delay = faults.iter().find_map(Fault::ack_delay);
+    let error_ack = faults.iter().find_map(Fault::error_ack);
+    let withhold = faults.contains(&Fault::WithholdPersisted);
     let mut parser = MkvParser::new();
     let mut received = 0u32;
     let mut last_timecode = None;
@@ -235,6 +288,16 @@ async fn ingest(
                         tracing::info!(stream = %stream, timecode, "fault: dropping the connection before acking");
                         return;
                     }
+                    if let Some((error_id, _)) = error_ack.filter(|(_, nth)| *nth == received) {
+                        let error = AckEvent::Error {
+                            error_id,
+                            code: Some("INJECTED_FAULT".into()),
+                        };
+                        if !send(&tx, error, Some(timecode), None).await {
+                            return;
+                        }
+                        continue;
+                    }
                     if !send(&tx, AckEvent::Buffering, Some(timecode), None).await {
                         return;
                     }
@@ -261,6 +324,9 @@ async fn ingest(
                     .await;
                     if let Some(delay) = ack_delay {
                         tokio::time::sleep(delay).await;
+                    }
+                    if withhold {
+                        continue;
                     }
                     if !send(&tx, AckEvent::Persisted, Some(timecode), Some(number)).await {
                         return;

@@ -60,6 +60,8 @@ struct Ctx {
     url: String,
     streams: Mutex<Streams>,
     media: Mutex<HashMap<String, data::Media>>,
+    /// Faults in force (start from the configuration, changed at run time via `/_mock/faults`).
+    faults: Mutex<Vec<Fault>>,
     /// PutMedia requests seen (for the `refuse` fault).
     put_requests: std::sync::atomic::AtomicU64,
 }
@@ -67,6 +69,12 @@ struct Ctx {
 impl Ctx {
     fn streams(&self) -> MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn faults(&self) -> Vec<Fault> {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     fn media(&self) -> MutexGuard<'_, HashMap<String, data::Media>> {
         self.media.lock().unwrap_or_else(|p| p.into_inner())
@@ -95,12 +103,14 @@ impl MockKvs {
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         let streams = Streams::open(config.store.as_deref())?;
+        let config_faults = config.faults.clone();
         let ctx = Arc::new(Ctx {
             config,
             url: url.clone(),
             streams: Mutex::new(streams),
             media: Mutex::default(),
             put_requests: Default::default(),
+            faults: Mutex::new(config_faults),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -228,12 +238,14 @@ fn respond(reply: Reply) -> Response<Body> {
 }
 
 async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>, Infallible> {
-    if req.uri().path() == "/putMedia" {
+    let path = req.uri().path().to_owned();
+    if path == "/putMedia" {
         // Streamed both ways: acks flow back while the body still arrives.
         return Ok(data::put_media(req, ctx).await);
     }
-    let path = req.uri().path().to_owned();
-    let input = match read_request(req, &ctx).await {
+    // The mock's own admin endpoint is not a KVS API and takes no signature.
+    let signed = !path.starts_with("/_mock/");
+    let input = match read_request(req, &ctx, signed).await {
         Ok(input) => input,
         Err(e) => return Ok(respond(Err(e))),
     };
@@ -244,14 +256,16 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
 }
 
 /// Check the signature and parse the JSON body of a control-plane style request.
-async fn read_request(req: Request<Incoming>, ctx: &Ctx) -> Result<Value, ApiError> {
+async fn read_request(req: Request<Incoming>, ctx: &Ctx, signed: bool) -> Result<Value, ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = Limited::new(body, 1 << 20)
         .collect()
         .await
         .map_err(|_| invalid("request body too large or unreadable"))?
         .to_bytes();
-    authorize(ctx, &parts, Some(&bytes))?;
+    if signed {
+        authorize(ctx, &parts, Some(&bytes))?;
+    }
     if parts.method != http::Method::POST {
         return Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -318,6 +332,7 @@ fn route(ctx: &Ctx, path: &str, input: &Value) -> Reply {
         "/tagStream" => tag_stream(ctx, input),
         "/listTagsForStream" => list_tags(ctx, input),
         "/listFragments" => data::list_fragments(ctx, input),
+        "/_mock/faults" => set_faults(ctx, input),
         other => Err(error(
             StatusCode::NOT_FOUND,
             "UnknownOperationException",
@@ -566,4 +581,24 @@ fn tag_stream(ctx: &Ctx, input: &Value) -> Reply {
 
 fn list_tags(ctx: &Ctx, input: &Value) -> Reply {
     lookup(&ctx.streams(), input).map(|s| json!({ "Tags": s.tags }))
+}
+
+/// The admin endpoint: `POST /_mock/faults {"faults": ["reset-after:2", ...]}` replaces the
+/// faults in force (an empty list clears them); the answer lists them.
+fn set_faults(ctx: &Ctx, input: &Value) -> Reply {
+    if let Some(list) = input.get("faults") {
+        let specs = list
+            .as_array()
+            .ok_or_else(|| invalid("faults must be a list of strings"))?;
+        let parsed = specs
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| invalid("faults must be strings"))
+                    .and_then(|s| s.parse::<Fault>().map_err(invalid))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        *ctx.faults.lock().unwrap_or_else(|p| p.into_inner()) = parsed;
+    }
+    Ok(json!({ "faults": ctx.faults().iter().map(|f| format!("{f:?}")).collect::<Vec<_>>() }))
 }

@@ -435,7 +435,7 @@ impl Uploader {
         let mut header_sent = false;
         let expires = creds.expiry();
         let mut check = tokio::time::interval(Duration::from_secs(1));
-        let end = loop {
+        let end = 'connection: loop {
             let unsent = self.store.iter().position(|f| f.sent_on != self.connection);
             let can_send = body_tx.is_some() && (!header_sent || unsent.is_some());
             tokio::select! {
@@ -484,7 +484,8 @@ impl Uploader {
                                         AckEvent::Error { error_id, code } => {
                                             let message = format!("KVS ERROR ack {error_id} {} for fragment {:?}", code.unwrap_or_default(), ack.fragment_timecode);
                                             if retryable(error_id) {
-                                                self.counters.error(message);
+                                                // Resend it on a fresh connection.
+                                                break 'connection End::Retry(message);
                                             } else {
                                                 self.reject(ack.fragment_timecode);
                                                 self.counters.error(format!("{message} (not retryable: fragment dropped)"));
@@ -512,7 +513,7 @@ impl Uploader {
                 body_tx = None;
                 break End::Finished;
             }
-            if self.closed && self.finishing.is_none() {
+            if self.closed {
                 break End::Closed;
             }
         };
