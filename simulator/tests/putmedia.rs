@@ -134,3 +134,109 @@ fn fragments_are_persisted_by_the_in_process_mock() {
         "{s:?}"
     );
 }
+
+/// The same keys with a fresh session token and a short lifetime on every call, as an STS role
+/// session renewed by its provider.
+#[derive(Debug, Clone)]
+struct ShortLived {
+    lifetime: Duration,
+    issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl telescope::credentials::ProvideCredentials for ShortLived {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let n = self
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+            "AKIDPUTMEDIA",
+            "putmedia-secret",
+            Some(format!("session-{n}")),
+            Some(std::time::SystemTime::now() + self.lifetime),
+            "short-lived",
+        )))
+    }
+}
+
+#[test]
+fn credentials_renewed_mid_stream_move_the_upload_to_a_new_connection() {
+    use telescope::credentials::{
+        CredentialRefresher, RefreshPolicy, RefresherHandle, SystemWallClock,
+    };
+
+    let mock = MockKvs::start(MockKvsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        keys: Some(("AKIDPUTMEDIA".into(), "putmedia-secret".into())),
+        // Slow acks keep the upload going across the credentials' lifetime.
+        faults: vec![simulator::mock_kvs::Fault::DelayAcks(300)],
+        ..MockKvsConfig::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kvs = telescope::kvs::KvsConfig {
+            region: "us-east-1".into(),
+            endpoint: Some(mock.url().to_owned()),
+            credentials: telescope::credentials::CredentialSource::Provider(creds()),
+        };
+        telescope::kvs::KvsControl::new(&kvs)
+            .await
+            .unwrap()
+            .create("cam", &Default::default())
+            .await
+            .unwrap();
+    });
+    let source = ShortLived {
+        lifetime: Duration::from_secs(4),
+        issued: Default::default(),
+    };
+    let policy = RefreshPolicy {
+        margin: Duration::from_secs(2),
+        ..RefreshPolicy::default()
+    };
+    let refresher = RefresherHandle::spawn(
+        CredentialRefresher::new(SharedCredentialsProvider::new(source.clone()), policy, None),
+        std::sync::Arc::new(SystemWallClock),
+    )
+    .unwrap();
+    assert!(refresher.wait_ready(Duration::from_secs(10)).is_some());
+    let mut config = PutMediaConfig::new(mock.url(), "cam", "us-east-1");
+    config.credential_margin = Duration::from_secs(1);
+    let client =
+        PutMediaClient::start(config, SharedCredentialsProvider::new(refresher.clone())).unwrap();
+    client.header(header(
+        &TrackInfo {
+            width: 2,
+            height: 2,
+            codec_private: vec![1, 0x42, 0, 0x1e],
+            frame_duration_ns: None,
+        },
+        [1; 16],
+    ));
+    for i in 0..16 {
+        let (t, bytes) = fragment(i);
+        client.fragment(t, bytes);
+    }
+    assert!(client.finish(Duration::from_secs(60)));
+    let s = client.stats();
+    assert_eq!(s.persisted, 16, "{s:?}");
+    assert!(
+        s.connections >= 2,
+        "the upload moved to fresh credentials: {s:?}"
+    );
+    assert!(
+        refresher.status().refreshes >= 2,
+        "{:?}",
+        refresher.status()
+    );
+    refresher.stop();
+}

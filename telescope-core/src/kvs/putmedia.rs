@@ -502,9 +502,16 @@ impl Uploader {
                     None => break End::Retry("KVS closed the PutMedia connection".into()),
                 },
                 _ = check.tick() => {
-                    if expires.is_some_and(|t| t <= SystemTime::now() + self.config.credential_margin) {
-                        // New credentials are needed to sign a new request: reconnect now.
-                        break End::Retry("credentials about to expire: reconnecting with fresh ones".into());
+                    let now = SystemTime::now();
+                    if expires.is_some_and(|t| t <= now + self.config.credential_margin) {
+                        // Move to fresher credentials when the provider has them (KVS ends a
+                        // connection when the credentials that signed it expire); keep going
+                        // with these until then.
+                        let fresher = self.credentials.provide_credentials().await.ok().and_then(|c| c.expiry());
+                        let expired = expires.is_some_and(|t| t <= now);
+                        if expired || fresher.is_some_and(|f| Some(f) > expires) {
+                            break 'connection End::Retry("credentials renewed: reconnecting with the fresh ones".into());
+                        }
                     }
                 }
             }
