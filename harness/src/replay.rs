@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use simulator::Footage;
+use simulator::{Delivery, Footage, Jitter, TimingConfig, TimingModel};
 use telescope::{
     BasicAuth, Clock, DropReason, Rate, SinkConfig, Stats, SystemClock, Telescope, TelescopeConfig,
     VirtualClock,
@@ -51,6 +51,25 @@ pub struct ReplayArgs {
     /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
     #[arg(long, default_value = "auto")]
     pub encoder: String,
+    /// Camera model: delivery jitter, uniform in [0, J] milliseconds. Frames are then stamped
+    /// with their arrival time, as an app that timestamps on receipt does.
+    #[arg(long, value_name = "J")]
+    pub jitter_ms: Option<f64>,
+    /// Camera model: probability that a frame starts a loss burst.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub drop: f64,
+    /// Camera model: frames lost per burst.
+    #[arg(long, default_value_t = 1)]
+    pub drop_burst: u32,
+    /// Camera model: the camera freezes every S seconds of capture...
+    #[arg(long, value_name = "S")]
+    pub stall_every: Option<f64>,
+    /// ...for this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub stall_ms: u64,
+    /// Seed of the camera model's randomness (same seed, same run).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Create kvs:// streams that do not exist yet.
     #[arg(long)]
     pub create_stream: bool,
@@ -122,6 +141,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         }
     }
     let wall = Instant::now();
+    let mut model = camera_model(&args, footage.declared_rate())?;
+    let mut lost = 0u64;
     let mut read = 0u64;
     let mut offset = Duration::ZERO;
     let mut last = Duration::ZERO;
@@ -149,6 +170,15 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             prev = Some(at);
             last = at;
             read += 1;
+            // With a camera model, its timing replaces the footage's.
+            let at = match model.as_mut().map(|m| m.next_frame()) {
+                None => at,
+                Some(Delivery::Lost { .. }) => {
+                    lost += 1;
+                    continue;
+                }
+                Some(Delivery::Delivered { arrives, .. }) => arrives,
+            };
             if args.virtual_clock {
                 virtual_clock.advance_to(at);
                 telescope.put_blocking(frame.at(at));
@@ -167,6 +197,12 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let report = telescope
         .stop()
         .context("streaming did not finish cleanly")?;
+    if model.is_some() {
+        println!(
+            "camera model (seed {}): {lost} of {read} frames lost on the way",
+            args.seed
+        );
+    }
     let elapsed = wall.elapsed();
     print_summary(&args, &sinks, read, &report.stats, elapsed);
     for server in &built.servers {
@@ -194,6 +230,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     }
     if let Some(path) = &args.stats_json {
         let mut json = stats_json(read, &report.stats, elapsed);
+        json["camera_lost"] = lost.into();
         json["kvs"] = built
             .kvs
             .iter()
@@ -290,4 +327,37 @@ fn print_summary(args: &ReplayArgs, sinks: &[SinkConfig], read: u64, s: &Stats, 
             other => println!("streamed to {}", other.describe()),
         }
     }
+}
+
+/// The camera model the flags describe, or `None` when none of them is given.
+fn camera_model(args: &ReplayArgs, declared: Option<Rate>) -> Result<Option<TimingModel>> {
+    if args.jitter_ms.is_none() && args.drop == 0.0 && args.stall_every.is_none() {
+        return Ok(None);
+    }
+    if !(0.0..=1.0).contains(&args.drop) {
+        anyhow::bail!("--drop must be a probability between 0 and 1");
+    }
+    let rate = args
+        .fps
+        .or(declared)
+        .context("the camera model needs a frame rate: give --fps")?;
+    let stall_every = match args.stall_every {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(_) => anyhow::bail!("--stall-every must be a positive number of seconds"),
+        None => None,
+    };
+    let jitter = match args.jitter_ms {
+        Some(j) if j.is_finite() && j >= 0.0 => Jitter::Uniform { max_ms: j },
+        Some(_) => anyhow::bail!("--jitter-ms must be a non-negative number"),
+        None => Jitter::None,
+    };
+    Ok(Some(TimingModel::new(TimingConfig {
+        rate,
+        jitter,
+        drop_probability: args.drop,
+        drop_burst: args.drop_burst.max(1),
+        stall_every,
+        stall_for: Duration::from_millis(args.stall_ms),
+        seed: args.seed,
+    })))
 }

@@ -203,3 +203,60 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
         "out.avi",
     );
 }
+
+#[test]
+fn a_jittery_dropping_freezing_camera_still_makes_a_constant_rate_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    gst_clip(&clip, 160, 120, "10/1", 100);
+    let model = [
+        "--virtual-clock",
+        "--jitter-ms",
+        "30",
+        "--drop",
+        "0.05",
+        "--drop-burst",
+        "2",
+        "--stall-every",
+        "4",
+        "--stall-ms",
+        "1500",
+        "--seed",
+        "7",
+    ];
+    let out = dir.path().join("a.mkv");
+    let (_, first) = replay(&clip, &out, &model);
+    let (_, again) = replay(&clip, &dir.path().join("b.mkv"), &model);
+    for key in [
+        "camera_lost",
+        "frames_out",
+        "frames_duplicated",
+        "frames_rate_dropped",
+        "rate",
+    ] {
+        assert_eq!(first[key], again[key], "same seed, same run: {key}");
+    }
+    assert!(first["camera_lost"].as_u64().unwrap() > 0, "{first}");
+    assert!(
+        first["frames_duplicated"].as_u64().unwrap() >= 25,
+        "two 1.5 s freezes are filled: {first}"
+    );
+    let p = probe(&out);
+    assert_eq!(p.rate, "10/1");
+    assert_eq!(p.frames, first["frames_out"].as_u64().unwrap());
+    // 10 s of camera time plus two 1.5 s freezes; the last frames may be lost or late.
+    let seconds = p.frames as f64 / 10.0;
+    assert!(
+        (seconds - 13.0).abs() <= 0.4,
+        "output {seconds} s for a 13 s timeline"
+    );
+    let (_, other) = replay(
+        &clip,
+        &dir.path().join("c.mkv"),
+        &[&model[..11], &["--seed", "8"]].concat(),
+    );
+    assert_ne!(
+        first["camera_lost"], other["camera_lost"],
+        "another seed, another run"
+    );
+}

@@ -3,6 +3,8 @@
 
 pub mod footage;
 pub mod mock_kvs;
+pub mod timing;
 
 pub use footage::{Footage, FootageError};
 pub use mock_kvs::{MockKvs, MockKvsConfig};
+pub use timing::{Delivery, Jitter, TimingConfig, TimingModel};
