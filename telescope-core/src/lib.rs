@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod annotation;
 pub mod clock;
 pub mod config;
 pub mod credentials;
