@@ -32,7 +32,7 @@ pub struct MockKvsArgs {
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
     /// Inject a PutMedia fault, repeatable: `reset-after:N` drops each connection at its N-th
-    /// fragment, unacknowledged; `refuse:N` answers the first N PutMedia requests with 503;
+    /// fragment, unacknowledged; `reset-after-bytes:N` cuts it after N body bytes; `refuse:N` answers the first N PutMedia requests with 503;
     /// `delay-acks:MS` holds every PERSISTED ack back.
     #[arg(long = "fault")]
     pub faults: Vec<simulator::mock_kvs::Fault>,

@@ -286,3 +286,14 @@ fn faults_set_at_run_time_through_the_admin_endpoint() {
     let stats = check_round_trip_with(&[], Some(r#"{"faults":["reset-after:2"]}"#), 150);
     assert!(stats["kvs"][0]["resent"].as_u64().unwrap() >= 1, "{stats}");
 }
+
+#[test]
+fn connections_cut_mid_fragment_lose_no_frame() {
+    // About 25 kB per fragment here: the first connection dies inside the third fragment, the
+    // next one resends it whole.
+    let stats = check_round_trip(&["reset-after-bytes:60000"], 150);
+    assert!(
+        stats["kvs"][0]["connections"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+}

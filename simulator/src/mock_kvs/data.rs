@@ -23,6 +23,8 @@ pub enum Fault {
     /// Drop every PutMedia connection when its N-th fragment arrives, without acknowledging
     /// that fragment (the producer must resend it).
     ResetAfterFragments(u32),
+    /// Cut every PutMedia connection once it has received more than N body bytes (mid-fragment).
+    ResetAfterBytes(u64),
     /// Answer the first N PutMedia requests with 503 (throttled service).
     Refuse(u32),
     /// Hold every PERSISTED ack back this many milliseconds.
@@ -70,6 +72,14 @@ impl Fault {
         }
     }
 
+    /// The byte count of a `reset-after-bytes` fault.
+    pub fn reset_after_bytes(&self) -> Option<u64> {
+        match self {
+            Fault::ResetAfterBytes(n) => Some(*n),
+            _ => None,
+        }
+    }
+
     /// The lifetime of connections under an `expire-connections` fault.
     pub fn connection_lifetime(&self) -> Option<std::time::Duration> {
         match self {
@@ -82,13 +92,14 @@ impl Fault {
 impl FromStr for Fault {
     type Err = String;
 
-    /// `reset-after:N`, `refuse:N`, `delay-acks:MS`, `withhold-persisted`, `error-ack:ID:N`,
+    /// `reset-after:N`, `reset-after-bytes:N`, `refuse:N`, `delay-acks:MS`, `withhold-persisted`, `error-ack:ID:N`,
     /// `expire-connections:MS`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, arg) = s.split_once(':').unwrap_or((s, ""));
         let count = || arg.parse::<u32>().ok().filter(|n| *n > 0);
         let fault = match name {
             "reset-after" => count().map(Fault::ResetAfterFragments),
+            "reset-after-bytes" => arg.parse::<u64>().ok().filter(|n| *n > 0).map(Fault::ResetAfterBytes),
             "refuse" => count().map(Fault::Refuse),
             "delay-acks" => arg.parse::<u64>().ok().map(Fault::DelayAcks),
             "withhold-persisted" if arg.is_empty() => Some(Fault::WithholdPersisted),
@@ -106,7 +117,7 @@ impl FromStr for Fault {
                 .map(Fault::ExpireConnections),
             _ => {
                 return Err(format!(
-                    "unknown fault `{s}` (known: reset-after:N, refuse:N, delay-acks:MS, \
+                    "unknown fault `{s}` (known: reset-after:N, reset-after-bytes:N, refuse:N, delay-acks:MS, \
                      withhold-persisted, error-ack:ID:N, expire-connections:MS)"
                 ))
             }
@@ -243,13 +254,22 @@ async fn ingest(
     let ack_delay = faults.iter().find_map(Fault::ack_delay);
     let error_ack = faults.iter().find_map(Fault::error_ack);
     let withhold = faults.contains(&Fault::WithholdPersisted);
+    let reset_bytes = faults.iter().find_map(Fault::reset_after_bytes);
+    let mut bytes_in = 0u64;
     let mut parser = MkvParser::new();
     let mut received = 0u32;
     let mut last_timecode = None;
     loop {
         let (events, done) = match body.frame().await {
             Some(Ok(frame)) => match frame.data_ref() {
-                Some(data) => (parser.push(data), false),
+                Some(data) => {
+                    bytes_in += data.len() as u64;
+                    if reset_bytes.is_some_and(|n| bytes_in > n) {
+                        tracing::info!(stream = %stream, bytes_in, "fault: resetting the connection mid-body");
+                        return;
+                    }
+                    (parser.push(data), false)
+                }
                 None => continue,
             },
             Some(Err(_)) => return,
