@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gst::prelude::*;
 use gst_app::AppSink;
 
-use super::make;
 use crate::credentials::{
     CredentialRefresher, CredentialSource, RefreshPolicy, RefresherHandle,
     SharedCredentialsProvider, SystemWallClock,
@@ -166,16 +165,7 @@ impl KvsSink {
         pipeline: &gst::Pipeline,
         index: usize,
     ) -> Result<gst::Element, TelescopeError> {
-        let queue = make("queue", "gstreamer1.0-plugins-base")?;
-        queue.set_property("name", format!("sink{index}-queue"));
-        let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
-        let caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .build();
-        let filter = gst::ElementFactory::make("capsfilter")
-            .property("caps", &caps)
-            .build()?;
+        let caps = super::h264_caps("avc");
         let appsink = AppSink::builder().caps(&caps).sync(false).build();
         let fragmenter = Arc::new(Mutex::new(Fragmenter::new(self.clone())));
         let on_sample = fragmenter.clone();
@@ -197,9 +187,7 @@ impl KvsSink {
                 })
                 .build(),
         );
-        let chain = [&queue, &parse, &filter, appsink.upcast_ref()];
-        pipeline.add_many(chain)?;
-        gst::Element::link_many(chain)?;
+        let (queue, _) = super::h264_branch(pipeline, index, &caps, appsink.upcast_ref())?;
         Ok(queue)
     }
 }

@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use gst::prelude::*;
-
 use super::make;
 use crate::credentials::CredentialsFile;
 use crate::error::TelescopeError;
@@ -81,16 +79,6 @@ impl KvssinkConfig {
         pipeline: &gst::Pipeline,
         index: usize,
     ) -> Result<gst::Element, TelescopeError> {
-        let queue = make("queue", "gstreamer1.0-plugins-base")?;
-        queue.set_property("name", format!("sink{index}-queue"));
-        let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
-        let caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .build();
-        let filter = gst::ElementFactory::make("capsfilter")
-            .property("caps", caps)
-            .build()?;
         let sink = make("kvssink", ABSENT)?;
         let set = |name: &str, value: &str| crate::encoder::set_from_str(&sink, name, value);
         set("stream-name", &self.stream_name)?;
@@ -109,9 +97,7 @@ impl KvssinkConfig {
                 }
             }
         }
-        let chain = [&queue, &parse, &filter, &sink];
-        pipeline.add_many(chain)?;
-        gst::Element::link_many(chain)?;
+        let (queue, _) = super::h264_branch(pipeline, index, &super::h264_caps("avc"), &sink)?;
         tracing::info!(stream = %self.stream_name, region = %self.region, "kvssink");
         Ok(queue)
     }

@@ -105,3 +105,33 @@ pub(crate) fn make(
             hint,
         })
 }
+
+/// H.264 caps for a sink branch: `stream_format` (`avc` or `byte-stream`), whole access units.
+pub(crate) fn h264_caps(stream_format: &str) -> gst::Caps {
+    gst::Caps::builder("video/x-h264")
+        .field("stream-format", stream_format)
+        .field("alignment", "au")
+        .build()
+}
+
+/// The part every encoded-stream branch shares: `queue ! h264parse ! capsfilter(caps)`, then
+/// `tail`, added to the pipeline and linked. Returns the queue (what the tee links to) and the
+/// parser, for the caller to tune.
+pub(crate) fn h264_branch(
+    pipeline: &gst::Pipeline,
+    index: usize,
+    caps: &gst::Caps,
+    tail: &gst::Element,
+) -> Result<(gst::Element, gst::Element), TelescopeError> {
+    use gst::prelude::*;
+    let queue = make("queue", "gstreamer1.0-plugins-base")?;
+    queue.set_property("name", format!("sink{index}-queue"));
+    let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
+    let filter = gst::ElementFactory::make("capsfilter")
+        .property("caps", caps)
+        .build()?;
+    let chain = [&queue, &parse, &filter, tail];
+    pipeline.add_many(chain)?;
+    gst::Element::link_many(chain)?;
+    Ok((queue, parse))
+}

@@ -19,7 +19,6 @@ use gst_app::{AppSink, AppSrc};
 use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::ObjectSubclassIsExt;
 
-use super::make;
 use crate::error::TelescopeError;
 
 /// Basic-authentication credentials. `Debug` never shows the password.
@@ -240,22 +239,7 @@ impl RtspMount {
         pipeline: &gst::Pipeline,
         index: usize,
     ) -> Result<gst::Element, TelescopeError> {
-        let queue = make("queue", "gstreamer1.0-plugins-base")?;
-        queue.set_property("name", format!("sink{index}-queue"));
-        // Viewers must never hold back the other sinks: drop the oldest when the media lags.
-        queue.set_property("max-size-buffers", 30u32);
-        queue.set_property("max-size-time", 0u64);
-        queue.set_property("max-size-bytes", 0u32);
-        queue.set_property_from_str("leaky", "downstream");
-        let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
-        parse.set_property("config-interval", -1i32);
-        let caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "byte-stream")
-            .field("alignment", "au")
-            .build();
-        let filter = gst::ElementFactory::make("capsfilter")
-            .property("caps", &caps)
-            .build()?;
+        let caps = super::h264_caps("byte-stream");
         let appsink = AppSink::builder()
             .caps(&caps)
             .sync(false)
@@ -275,9 +259,14 @@ impl RtspMount {
                 .build(),
         );
         self.feed.lock().upstream = Some(appsink.downgrade());
-        let chain = [&queue, &parse, &filter, appsink.upcast_ref()];
-        pipeline.add_many(chain)?;
-        gst::Element::link_many(chain)?;
+        let (queue, parse) = super::h264_branch(pipeline, index, &caps, appsink.upcast_ref())?;
+        // Viewers must never hold back the other sinks: drop the oldest when the media lags.
+        queue.set_property("max-size-buffers", 30u32);
+        queue.set_property("max-size-time", 0u64);
+        queue.set_property("max-size-bytes", 0u32);
+        queue.set_property_from_str("leaky", "downstream");
+        // SPS/PPS with every key frame: a viewer can start at any of them.
+        parse.set_property("config-interval", -1i32);
         // A viewer may already be waiting: start its picture with a key frame.
         self.feed.request_key_frame();
         tracing::info!(url = %self.url, "RTSP sink");
