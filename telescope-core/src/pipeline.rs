@@ -28,6 +28,20 @@ pub(crate) struct RateCounters {
     pub dropped: u64,
 }
 
+/// The name of the constant-rate stage, for finding it in a running pipeline.
+pub(crate) const VIDEORATE: &str = "videorate";
+
+impl RateCounters {
+    /// Read a `videorate` element's counters.
+    pub fn read(videorate: &gst::Element) -> RateCounters {
+        RateCounters {
+            out: videorate.property::<u64>("out"),
+            duplicated: videorate.property::<u64>("duplicate"),
+            dropped: videorate.property::<u64>("drop"),
+        }
+    }
+}
+
 /// Why a frame did not enter the pipeline.
 #[derive(Debug)]
 pub(crate) enum PushError {
@@ -69,6 +83,8 @@ impl StreamPipeline {
             .stream_type(gst_app::AppStreamType::Stream)
             .build();
         let videorate = make("videorate", "gstreamer1.0-plugins-base")?;
+        // Named, so that `Telescope::stats` finds it while the pipeline runs.
+        videorate.set_property("name", VIDEORATE);
         // Start the output at the first frame rather than at zero, whatever its timestamp.
         videorate.set_property("skip-to-first", true);
         let convert = make("videoconvert", "gstreamer1.0-plugins-base")?;
@@ -227,11 +243,7 @@ impl StreamPipeline {
 
     /// Counters of the constant-rate stage so far.
     pub fn rate_counters(&self) -> RateCounters {
-        RateCounters {
-            out: self.videorate.property::<u64>("out"),
-            duplicated: self.videorate.property::<u64>("duplicate"),
-            dropped: self.videorate.property::<u64>("drop"),
-        }
+        RateCounters::read(&self.videorate)
     }
 
     /// Stop the pipeline and release everything it holds.

@@ -269,12 +269,8 @@ impl Telescope {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .and_then(|p| p.by_name("videorate"))
-            .map(|v| RateCounters {
-                out: v.property::<u64>("out"),
-                duplicated: v.property::<u64>("duplicate"),
-                dropped: v.property::<u64>("drop"),
-            })
+            .and_then(|p| p.by_name(crate::pipeline::VIDEORATE))
+            .map(|v| RateCounters::read(&v))
             .unwrap_or_default();
         let s = self.shared.status();
         Stats {

@@ -134,7 +134,7 @@ impl Warmup {
         let (w, h) = self.size.unwrap_or((width, height));
 
         if let Some(rate) = self.known_rate {
-            return self.finish(rate, rate.fps(), 0.0, true, w, h);
+            return Some(self.finish_estimate(rate, rate.fps(), 0.0, true, w, h));
         }
         let n = self.times.len();
         let fit = fit_period(&self.times);
@@ -146,7 +146,14 @@ impl Warmup {
                     .iter()
                     .all(|r| *r == candidate);
             if n >= self.config.min_frames && fit.relative_error <= self.config.precision && agree {
-                return self.finish(candidate, 1.0 / fit.period, fit.relative_error, false, w, h);
+                return Some(self.finish_estimate(
+                    candidate,
+                    1.0 / fit.period,
+                    fit.relative_error,
+                    false,
+                    w,
+                    h,
+                ));
             }
         } else {
             self.recent.clear();
@@ -184,18 +191,6 @@ impl Warmup {
         Rate::snap(fps, self.config.snap_tolerance)
             .or_else(|| Rate::approximate_within(fps, (2.0 * relative_error).max(1e-6)))
             .unwrap_or(self.config.fallback)
-    }
-
-    fn finish(
-        &mut self,
-        rate: Rate,
-        fps: f64,
-        err: f64,
-        configured: bool,
-        w: u32,
-        h: u32,
-    ) -> Option<WarmupEstimate> {
-        Some(self.finish_estimate(rate, fps, err, configured, w, h))
     }
 
     fn finish_estimate(

@@ -208,6 +208,8 @@ fn a_failed_pipeline_restarts_into_a_new_file_and_the_telescope_restarts_after_s
         t.put_blocking(bgr_frame(64, 48, n, rate.frame_time(n)));
     }
     assert!(wait_for(&t, Duration::from_secs(30), |s| s.frames_pushed == 20));
+    // Live counters of the running pipeline, not only those of finished incarnations.
+    assert!(wait_for(&t, Duration::from_secs(30), |s| s.frames_out > 0));
     assert!(t.inject_pipeline_error("forced failure"));
     assert!(wait_for(&t, Duration::from_secs(30), |s| s.restarts == 1
         && s.state == StateKind::Streaming));
