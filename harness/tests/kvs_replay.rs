@@ -1,9 +1,8 @@
 //! Footage replayed into mock-kvs over the native PutMedia client, read back with the AWS SDK's
 //! GetMedia and checked with ffprobe: every frame arrives once, in order, through faults.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use aws_sdk_kinesisvideomedia::types::{StartSelector, StartSelectorType};
 use telescope::credentials::CredentialSource;
@@ -15,38 +14,11 @@ const SECRET: &str = "kvs-replay-secret";
 const REGION: &str = "us-east-1";
 
 fn start_mock(faults: &[&str]) -> (ChildGuard, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_telescope"));
-    cmd.args([
-        "mock-kvs",
-        "--listen",
-        "127.0.0.1:0",
-        "--access-key",
-        KEY,
-        "--secret-key",
-        SECRET,
-    ]);
+    let mut args = vec!["--access-key", KEY, "--secret-key", SECRET];
     for f in faults {
-        cmd.args(["--fault", f]);
+        args.extend(["--fault", f]);
     }
-    let mut child = ChildGuard(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .trim_start_matches("mock-kvs listening on ")
-        .to_owned();
-    assert!(
-        url.starts_with("http://"),
-        "mock-kvs did not start (faults {faults:?}): `{line}`"
-    );
-    (child, url)
+    testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), &args)
 }
 
 fn replay(clip: &Path, url: &str, stream: &str, stats: &Path) -> serde_json::Value {

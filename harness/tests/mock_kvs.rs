@@ -1,7 +1,6 @@
 //! `telescope mock-kvs` driven by the real AWS SDK client and by Telescope's control code; the
 //! same control code run against moto's server as a second, independent implementation.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,27 +15,12 @@ const SECRET: &str = "mock-secret-key-for-tests";
 
 /// Start `telescope mock-kvs` on a free loopback port; returns the guard and its URL.
 fn start_mock(keys: bool) -> (ChildGuard, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_telescope"));
-    cmd.args(["mock-kvs", "--listen", "127.0.0.1:0"]);
-    if keys {
-        cmd.args(["--access-key", KEY, "--secret-key", SECRET]);
-    }
-    let mut child = ChildGuard(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("mock-kvs listening on ")
-        .expect("first line names the URL")
-        .to_owned();
-    (child, url)
+    let args: &[&str] = if keys {
+        &["--access-key", KEY, "--secret-key", SECRET]
+    } else {
+        &[]
+    };
+    testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), args)
 }
 
 fn config(url: &str, key: &str, secret: &str) -> KvsConfig {
@@ -145,31 +129,8 @@ fn bad_signatures_and_unknown_keys_are_refused() {
 #[test]
 fn streams_persist_in_the_store_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        let mut child = ChildGuard(
-            Command::new(env!("CARGO_BIN_EXE_telescope"))
-                .args([
-                    "mock-kvs",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--store",
-                    dir.path().to_str().unwrap(),
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut line = String::new();
-        BufReader::new(child.0.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        (
-            child,
-            line.trim()
-                .trim_start_matches("mock-kvs listening on ")
-                .to_owned(),
-        )
-    };
+    let store = dir.path().to_str().unwrap().to_owned();
+    let start = || testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), &["--store", &store]);
     let (first, url) = start();
     rt().block_on(async {
         let control = KvsControl::new(&config(&url, KEY, SECRET)).await.unwrap();

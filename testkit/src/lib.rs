@@ -144,3 +144,31 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Start `BIN mock-kvs --listen 127.0.0.1:0 ARGS...` and wait for the URL it prints first;
+/// returns the guard that stops it and the URL. Panics, naming the arguments, if it does not
+/// start.
+pub fn start_mock_kvs(bin: &str, args: &[&str]) -> (ChildGuard, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = ChildGuard(
+        Command::new(bin)
+            .args(["mock-kvs", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the telescope binary runs"),
+    );
+    let mut line = String::new();
+    if let Some(stdout) = child.0.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    let url = line
+        .trim()
+        .strip_prefix("mock-kvs listening on ")
+        .map(str::to_owned);
+    let url =
+        url.unwrap_or_else(|| panic!("mock-kvs did not start (arguments {args:?}): `{line}`"));
+    (child, url)
+}
