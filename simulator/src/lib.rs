@@ -2,6 +2,7 @@
 //! real camera, so edge apps and their Telescope streams can be tested without the appliance.
 
 pub mod footage;
+pub mod images;
 pub mod mock_kvs;
 pub mod timing;
 

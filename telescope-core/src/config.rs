@@ -91,6 +91,9 @@ pub struct TelescopeConfig {
     pub stop_timeout: Duration,
     /// A name for logs and pipeline names (default `telescope`).
     pub name: String,
+    /// A scene drawn on every frame before encoding (default none).
+    #[cfg(feature = "opencv")]
+    pub overlay: Option<crate::annotation::Overlay>,
 }
 
 impl Default for TelescopeConfig {
@@ -108,6 +111,8 @@ impl Default for TelescopeConfig {
             clock: Arc::new(SystemClock::new()),
             stop_timeout: Duration::from_secs(10),
             name: "telescope".to_owned(),
+            #[cfg(feature = "opencv")]
+            overlay: None,
         }
     }
 }
@@ -186,6 +191,13 @@ impl TelescopeConfigBuilder {
     /// A name for logs.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
+        self
+    }
+    /// Draw `overlay`'s scene on every frame before encoding; the app updates the scene
+    /// through its own clone with [`crate::annotation::Overlay::set`].
+    #[cfg(feature = "opencv")]
+    pub fn overlay(mut self, overlay: crate::annotation::Overlay) -> Self {
+        self.config.overlay = Some(overlay);
         self
     }
     /// The finished configuration.

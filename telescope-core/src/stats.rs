@@ -78,6 +78,8 @@ pub(crate) struct Counters {
     pub dropped: [AtomicU64; DropReason::ALL.len()],
     pub restarts: AtomicU64,
     pub size_changes: AtomicU64,
+    pub overlay_drawn: AtomicU64,
+    pub overlay_errors: AtomicU64,
 }
 
 impl Counters {
@@ -115,6 +117,10 @@ pub struct Stats {
     pub restarts: u64,
     /// Frames whose size differed from the stream's.
     pub size_changes: u64,
+    /// Frames the overlay scene was drawn on.
+    pub overlay_drawn: u64,
+    /// Frames streamed without the overlay because drawing failed (see `last_error`).
+    pub overlay_errors: u64,
     /// The warmup result, once known.
     pub estimate: Option<WarmupEstimate>,
     /// The H.264 encoder element in use.

@@ -288,6 +288,8 @@ impl Telescope {
             frames_rate_dropped: s.finished.dropped + live.dropped,
             restarts: c.restarts.load(Ordering::Relaxed),
             size_changes: c.size_changes.load(Ordering::Relaxed),
+            overlay_drawn: c.overlay_drawn.load(Ordering::Relaxed),
+            overlay_errors: c.overlay_errors.load(Ordering::Relaxed),
             estimate: s.estimate,
             encoder: s.encoder.clone(),
             last_error: s.last_error.clone(),
@@ -525,10 +527,12 @@ impl Worker {
         Ok(())
     }
 
-    fn push(&mut self, frame: Frame) -> Result<(), String> {
+    fn push(&mut self, #[allow(unused_mut)] mut frame: Frame) -> Result<(), String> {
         let Some(est) = self.estimate() else {
             return Ok(());
         };
+        #[cfg(feature = "opencv")]
+        self.draw_overlay(&mut frame);
         if (frame.width(), frame.height()) != (est.width, est.height) {
             self.shared
                 .counters
@@ -562,6 +566,36 @@ impl Worker {
                 } else {
                     Err(format!("pipeline refused a frame: {flow:?}"))
                 }
+            }
+        }
+    }
+
+    /// Draws the overlay scene on a frame about to be pushed. A failure streams the frame as
+    /// it is, counted and reported in `last_error`.
+    #[cfg(feature = "opencv")]
+    fn draw_overlay(&mut self, frame: &mut Frame) {
+        use crate::annotation::Driver;
+        let Some(overlay) = self.config.overlay.as_ref() else {
+            return;
+        };
+        let scene = overlay.current();
+        if scene.annotations.is_empty() {
+            return;
+        }
+        let time = overlay.frame_time(frame.captured_at());
+        match crate::annotation::opencv::FrameDriver::new(frame).draw(&scene, Some(time)) {
+            Ok(_) => {
+                self.shared
+                    .counters
+                    .overlay_drawn
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.shared
+                    .counters
+                    .overlay_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.status().last_error = Some(format!("overlay: {e}"));
             }
         }
     }

@@ -143,9 +143,19 @@ pub enum Annotation {
         /// Where (default top-left corner).
         #[serde(default = "timestamp_at")]
         at: Point,
+        /// How to print it, as a `time` format description such as
+        /// `[hour]:[minute]:[second]` (default `[year]-[month]-[day] [hour]:[minute]:[second]`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
         /// Color.
         #[serde(default)]
         color: Color,
+        /// Text height as a fraction of the image height (default 0.03).
+        #[serde(default = "default_text_size")]
+        size: f64,
+        /// A filled box behind the text (default translucent black).
+        #[serde(default = "timestamp_background", skip_serializing_if = "Option::is_none")]
+        background: Option<Color>,
     },
     /// A detection: box, label, confidence, track color.
     BoundingBox {
@@ -169,6 +179,13 @@ pub enum Annotation {
 fn timestamp_at() -> Point {
     Point(0.01, 0.01)
 }
+
+fn timestamp_background() -> Option<Color> {
+    Some(Color::rgb(0, 0, 0).with_alpha(0.5))
+}
+
+/// The default timestamp format.
+pub const DEFAULT_TIME_FORMAT: &str = "[year]-[month]-[day] [hour]:[minute]:[second]";
 
 /// A list of annotations.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -204,6 +221,9 @@ pub enum SceneError {
     /// A size or confidence out of range.
     #[error("annotation {index}: {what}")]
     OutOfRange { index: usize, what: String },
+    /// A timestamp format that `time` cannot parse.
+    #[error("annotation {index}: `{format}` is not a time format description (e.g. `[hour]:[minute]:[second]`)")]
+    BadFormat { index: usize, format: String },
     /// A timestamp that is not RFC 3339.
     #[error("annotation {index}: `{time}` is not an RFC 3339 time")]
     BadTime { index: usize, time: String },
@@ -280,6 +300,17 @@ impl Scene {
                     return Err(SceneError::OutOfRange {
                         index,
                         what: format!("confidence {c} must be in [0, 1]"),
+                    });
+                }
+                Annotation::Timestamp { size, .. } if range("text size", *size, 1.0).is_err() => {
+                    range("text size", *size, 1.0)?
+                }
+                Annotation::Timestamp {
+                    format: Some(f), ..
+                } if time::format_description::parse_owned::<2>(f).is_err() => {
+                    return Err(SceneError::BadFormat {
+                        index,
+                        format: f.clone(),
                     });
                 }
                 Annotation::Timestamp { time: Some(t), .. }
