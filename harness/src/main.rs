@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod annotate;
 mod mock_kvs;
 mod replay;
 mod sinks;
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Decode footage and stream every frame through Telescope into the given sinks.
     Replay(replay::ReplayArgs),
+    /// Draw a scene (JSON) on an image or a video frame and write a PNG.
+    Annotate(annotate::AnnotateArgs),
     /// Run a local Kinesis Video Streams endpoint (control plane) until Ctrl-C.
     MockKvs(mock_kvs::MockKvsArgs),
 }
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::MockKvs(args) => mock_kvs::run(args),
+        Command::Annotate(args) => annotate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -124,6 +124,57 @@ impl Footage {
         Ok(footage)
     }
 
+    /// A synthetic camera: `videotestsrc` with `pattern` (a nick such as `smpte`, `ball`,
+    /// `snow`), at the given size and rate, endless.
+    pub fn pattern(
+        pattern: &str,
+        width: u32,
+        height: u32,
+        rate: telescope::Rate,
+    ) -> Result<Self, FootageError> {
+        gst::init().map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        let name = format!("pattern:{pattern}");
+        if !pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(FootageError::Undecodable {
+                source_name: name,
+                reason: "not a videotestsrc pattern name".into(),
+            });
+        }
+        let description = format!(
+            "videotestsrc pattern={pattern} is-live=false ! \
+             video/x-raw,width={width},height={height},framerate={}/{} ! videoconvert ! \
+             video/x-raw,format=BGR ! appsink name=sink sync=false max-buffers=4 drop=false",
+            rate.num(),
+            rate.den()
+        );
+        let bin = gst::parse::launch(&description).map_err(|e| FootageError::Undecodable {
+            source_name: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let pipeline = bin
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| FootageError::Pipeline("not a pipeline".into()))?;
+        let appsink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<AppSink>().ok())
+            .ok_or_else(|| FootageError::Pipeline("no appsink".into()))?;
+        let footage = Footage {
+            name,
+            pipeline,
+            appsink,
+            first_pts: None,
+            finished: false,
+        };
+        footage
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| footage.bus_error())?;
+        Ok(footage)
+    }
+
     fn bus_error(&self) -> FootageError {
         let reason = self
             .pipeline

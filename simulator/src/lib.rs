@@ -2,10 +2,15 @@
 //! real camera, so edge apps and their Telescope streams can be tested without the appliance.
 
 pub mod footage;
+pub mod graph;
 pub mod images;
 pub mod mock_kvs;
+pub mod node;
+pub mod source;
 pub mod timing;
 
 pub use footage::{Footage, FootageError};
 pub use mock_kvs::{MockKvs, MockKvsConfig};
+pub use node::{App, CameraConfig, MediaStream, Node, NodeConfig};
+pub use source::{Source, SourceError, SourceSpec};
 pub use timing::{Delivery, Jitter, TimingConfig, TimingModel};

@@ -1,0 +1,634 @@
+//! A Panorama node: cameras in, an application callback in the shape of a Panorama app's loop,
+//! streams out.
+//!
+//! Each iteration the app receives one [`MediaStream`] per camera (the newest frame each camera
+//! delivered, or the previous one again, flagged `is_cached`), annotates them with
+//! `add_label`/`add_rect` or draws on their images, and hands them back; the node then passes
+//! them to an output (Telescope sinks, the tiled HDMI picture). Camera timing comes from each
+//! camera's [`TimingModel`], the app's own processing time from [`AppTime`]; on a virtual clock
+//! the whole run is deterministic for a seed and runs as fast as the machine allows.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use telescope::annotation::opencv::FrameDriver;
+use telescope::annotation::{Annotation, Color, DrawError, Driver, MediaCanvas, Point, Rect, Scene};
+use telescope::{Frame, PixelFormat, VirtualClock};
+
+use crate::source::{Source, SourceError, SourceSpec};
+use crate::timing::{Delivery, TimingConfig, TimingModel};
+
+/// One camera of the node.
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    /// The name apps and sinks see (`{camera}` in sink specs).
+    pub name: String,
+    /// What it shows.
+    pub source: SourceSpec,
+    /// Start again at the end (the timeline continues).
+    pub looped: bool,
+    /// Delivery timing; `None` delivers every frame at its own capture time.
+    pub timing: Option<TimingConfig>,
+}
+
+/// How long the app's callback takes per iteration (simulated; its real time adds on a
+/// system clock).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum AppTime {
+    /// Instant.
+    #[default]
+    None,
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniform between two bounds, in milliseconds.
+    Uniform {
+        /// Lower bound.
+        min_ms: f64,
+        /// Upper bound.
+        max_ms: f64,
+    },
+    /// Normal, clipped at zero, in milliseconds.
+    Normal {
+        /// Mean.
+        mean_ms: f64,
+        /// Standard deviation.
+        sd_ms: f64,
+    },
+}
+
+/// Which clock drives the node.
+#[derive(Debug, Clone)]
+pub enum NodeClock {
+    /// Real time: frames are handed over when the camera would deliver them.
+    System,
+    /// Simulated time, advanced by the node; share it with the Telescopes it feeds.
+    Virtual(VirtualClock),
+}
+
+/// The node's configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Cameras, in order.
+    pub cameras: Vec<CameraConfig>,
+    /// The app's processing time.
+    pub app_time: AppTime,
+    /// Seed of the app-time randomness (camera timing has its own seeds).
+    pub seed: u64,
+    /// Stop after this much simulated (or real) time; `None` runs until every source ends.
+    pub duration: Option<Duration>,
+    /// A camera with no new frame for this long is flagged `is_unavailable`.
+    pub unavailable_after: Duration,
+    /// The clock.
+    pub clock: NodeClock,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            cameras: Vec::new(),
+            app_time: AppTime::None,
+            seed: 0,
+            duration: None,
+            unavailable_after: Duration::from_secs(2),
+            clock: NodeClock::Virtual(VirtualClock::new()),
+        }
+    }
+}
+
+/// A camera frame as a Panorama app sees it.
+#[derive(Debug, Clone)]
+pub struct MediaStream {
+    /// The image (BGR); the app may draw on it.
+    pub image: Frame,
+    /// The camera's name.
+    pub stream_id: String,
+    /// When the frame was captured, on the node's timeline.
+    pub time_stamp: Duration,
+    /// The camera had no new frame: this is the previous one again.
+    pub is_cached: bool,
+    /// The camera delivered nothing for longer than `unavailable_after`.
+    pub is_unavailable: bool,
+    /// Index of the frame in its camera's delivery order.
+    pub frame_index: u64,
+    annotations: Scene,
+}
+
+impl MediaStream {
+    /// What the app added with `add_label`/`add_rect`.
+    pub fn annotations(&self) -> &Scene {
+        &self.annotations
+    }
+
+    /// The image with the app's labels and rectangles drawn, as the appliance shows it.
+    pub fn rendered(&self) -> Result<Frame, DrawError> {
+        let mut image = self.image.clone();
+        if !self.annotations.annotations.is_empty() {
+            FrameDriver::new(&mut image).draw(&self.annotations, None)?;
+        }
+        Ok(image)
+    }
+}
+
+impl MediaCanvas for MediaStream {
+    fn add_label(&mut self, text: &str, x: f64, y: f64) {
+        self.annotations.annotations.push(Annotation::Label {
+            text: text.to_owned(),
+            at: Point(x, y),
+            color: Color::rgb(255, 255, 255),
+            size: 0.035,
+            anchor: Default::default(),
+            background: Some(Color::rgb(0, 0, 0).with_alpha(0.6)),
+        });
+    }
+
+    fn add_rect(&mut self, x1: f64, y1: f64, x2: f64, y2: f64) {
+        // The appliance draws whatever it is given; an inverted or non-finite rectangle is
+        // normalized here rather than failing the whole frame's drawing.
+        if ![x1, y1, x2, y2].iter().all(|v| v.is_finite()) {
+            return;
+        }
+        self.annotations.annotations.push(Annotation::Rect {
+            rect: Rect(x1.min(x2), y1.min(y2), x1.max(x2), y1.max(y2)),
+            color: Color::rgb(0, 255, 0),
+            thickness: 2,
+            fill: false,
+        });
+    }
+}
+
+/// The application: called once per iteration with every camera's stream.
+pub trait App {
+    /// Process (and annotate) the streams.
+    fn process(&mut self, streams: &mut [MediaStream]);
+}
+
+impl<F: FnMut(&mut [MediaStream])> App for F {
+    fn process(&mut self, streams: &mut [MediaStream]) {
+        self(streams)
+    }
+}
+
+/// What happened to one camera's frames.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CameraStats {
+    /// Camera name.
+    pub name: String,
+    /// Frames read from the source.
+    pub frames_in: u64,
+    /// Frames the camera timing model lost on the way.
+    pub lost: u64,
+    /// Frames that arrived but were replaced by a newer one before the app looked (the app
+    /// was slower than the camera).
+    pub superseded: u64,
+    /// Frames the app received fresh.
+    pub delivered: u64,
+    /// Iterations in which the app got this camera's previous frame again.
+    pub cached: u64,
+    /// Iterations in which the camera was flagged unavailable.
+    pub unavailable: u64,
+    /// Times between consecutive fresh frames, in microseconds.
+    pub intervals_us: Vec<u64>,
+    /// Times the source started over.
+    pub laps: u32,
+}
+
+impl CameraStats {
+    /// Frames the node accounted for: every frame read was lost, superseded or delivered,
+    /// except at most one still pending at the end.
+    pub fn unaccounted(&self) -> u64 {
+        self.frames_in
+            .saturating_sub(self.lost + self.superseded + self.delivered)
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeReport {
+    /// Per camera, in configuration order.
+    pub cameras: Vec<CameraStats>,
+    /// App iterations.
+    pub iterations: u64,
+    /// Node time at the end.
+    pub elapsed: Duration,
+    /// The run was stopped from outside.
+    pub interrupted: bool,
+}
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A camera source failed.
+    #[error("camera {camera}: {source}")]
+    Source {
+        camera: String,
+        #[source]
+        source: SourceError,
+    },
+    /// The output refused the streams.
+    #[error("output: {0}")]
+    Output(String),
+    /// The configuration is unusable.
+    #[error("node configuration: {0}")]
+    Config(String),
+}
+
+struct Pending {
+    frame: Frame,
+    captured: std::time::Duration,
+    arrives: Duration,
+    index: u64,
+}
+
+struct Camera {
+    name: String,
+    source: Source,
+    model: Option<TimingModel>,
+    pending: Option<Pending>,
+    current: Option<Pending>,
+    last_fresh: Option<Duration>,
+    delivered_index: u64,
+    stats: CameraStats,
+}
+
+impl Camera {
+    /// Reads the next frame that survives the timing model into `pending`.
+    fn fetch(&mut self) -> Result<(), NodeError> {
+        self.pending = None;
+        loop {
+            let frame = self
+                .source
+                .next_frame()
+                .map_err(|source| NodeError::Source {
+                    camera: self.name.clone(),
+                    source,
+                })?;
+            let Some(frame) = frame else {
+                self.stats.laps = self.source.laps();
+                return Ok(());
+            };
+            self.stats.frames_in += 1;
+            let own = frame.captured_at().unwrap_or_default();
+            let (captured, arrives) = match self.model.as_mut().map(TimingModel::next_frame) {
+                None => (own, own),
+                Some(Delivery::Lost { .. }) => {
+                    self.stats.lost += 1;
+                    continue;
+                }
+                Some(Delivery::Delivered {
+                    captured, arrives, ..
+                }) => (captured, arrives),
+            };
+            let index = self.delivered_index;
+            self.delivered_index += 1;
+            self.pending = Some(Pending {
+                frame,
+                captured,
+                arrives,
+                index,
+            });
+            return Ok(());
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    config: NodeConfig,
+    cameras: Vec<Camera>,
+    rng: StdRng,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("cameras", &self.cameras.len())
+            .finish()
+    }
+}
+
+impl Node {
+    /// Opens every camera's source (a bad one fails here, before anything runs).
+    pub fn new(config: NodeConfig) -> Result<Self, NodeError> {
+        if config.cameras.is_empty() {
+            return Err(NodeError::Config("no cameras".into()));
+        }
+        let mut cameras = Vec::with_capacity(config.cameras.len());
+        for c in &config.cameras {
+            let source = Source::open(&c.source, c.looped).map_err(|source| NodeError::Source {
+                camera: c.name.clone(),
+                source,
+            })?;
+            let mut camera = Camera {
+                name: c.name.clone(),
+                model: c.timing.clone().map(TimingModel::new),
+                source,
+                pending: None,
+                current: None,
+                last_fresh: None,
+                delivered_index: 0,
+                stats: CameraStats {
+                    name: c.name.clone(),
+                    ..CameraStats::default()
+                },
+            };
+            camera.fetch()?;
+            cameras.push(camera);
+        }
+        Ok(Node {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            cameras,
+        })
+    }
+
+    /// The rate each camera's source declares.
+    pub fn declared_rates(&self) -> Vec<Option<telescope::Rate>> {
+        self.cameras
+            .iter()
+            .map(|c| c.source.declared_rate())
+            .collect()
+    }
+
+    fn app_time(&mut self) -> Duration {
+        let ms = match self.config.app_time {
+            AppTime::None => 0.0,
+            AppTime::Fixed(d) => return d,
+            AppTime::Uniform { min_ms, max_ms } => {
+                let (lo, hi) = (min_ms.max(0.0), max_ms.max(min_ms).max(0.0));
+                self.rng.random_range(lo..=hi)
+            }
+            AppTime::Normal { mean_ms, sd_ms } => Normal::new(mean_ms, sd_ms.max(0.0))
+                .map(|n| n.sample(&mut self.rng))
+                .unwrap_or(mean_ms),
+        };
+        Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+    }
+
+    /// Runs until every source ended, `duration` passed, or `stop` is set. `output` receives
+    /// the node time and the streams the app returned.
+    pub fn run(
+        mut self,
+        app: &mut dyn App,
+        output: &mut dyn FnMut(Duration, &[MediaStream]) -> Result<(), NodeError>,
+        stop: &AtomicBool,
+    ) -> Result<NodeReport, NodeError> {
+        let wall = Instant::now();
+        let mut app_ready = Duration::ZERO;
+        let mut iterations = 0u64;
+        let mut now = Duration::ZERO;
+        let mut interrupted = false;
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+            let Some(next_arrival) = self
+                .cameras
+                .iter()
+                .filter_map(|c| c.pending.as_ref().map(|p| p.arrives))
+                .min()
+            else {
+                break;
+            };
+            let t = next_arrival.max(app_ready);
+            if self.config.duration.is_some_and(|d| t >= d) {
+                break;
+            }
+            now = t;
+            match &self.config.clock {
+                NodeClock::Virtual(clock) => clock.advance_to(t),
+                NodeClock::System => {
+                    let due = wall + t;
+                    let real = Instant::now();
+                    if due > real {
+                        std::thread::sleep(due - real);
+                    }
+                }
+            }
+            // What each camera has for the app now: the newest frame that arrived.
+            let mut streams = Vec::with_capacity(self.cameras.len());
+            for camera in &mut self.cameras {
+                let mut fresh = false;
+                while camera.pending.as_ref().is_some_and(|p| p.arrives <= t) {
+                    if fresh {
+                        camera.stats.superseded += 1;
+                    }
+                    camera.current = camera.pending.take();
+                    fresh = true;
+                    camera.fetch()?;
+                }
+                let Some(current) = camera.current.as_ref() else {
+                    continue;
+                };
+                if fresh {
+                    camera.stats.delivered += 1;
+                    if let Some(prev) = camera.last_fresh {
+                        let gap = current.arrives.saturating_sub(prev);
+                        camera.stats.intervals_us.push(gap.as_micros() as u64);
+                    }
+                    camera.last_fresh = Some(current.arrives);
+                } else {
+                    camera.stats.cached += 1;
+                }
+                let unavailable = camera
+                    .last_fresh
+                    .is_some_and(|l| t.saturating_sub(l) > self.config.unavailable_after);
+                if unavailable {
+                    camera.stats.unavailable += 1;
+                }
+                streams.push(MediaStream {
+                    image: current.frame.clone().at(current.captured),
+                    stream_id: camera.name.clone(),
+                    time_stamp: current.captured,
+                    is_cached: !fresh,
+                    is_unavailable: unavailable,
+                    frame_index: current.index,
+                    annotations: Scene::default(),
+                });
+            }
+            let started = Instant::now();
+            app.process(&mut streams);
+            let real_app = started.elapsed();
+            output(t, &streams)?;
+            iterations += 1;
+            let simulated = self.app_time();
+            app_ready = match self.config.clock {
+                NodeClock::Virtual(_) => t + simulated,
+                NodeClock::System => (t + simulated + real_app).max(wall.elapsed()),
+            };
+        }
+        for c in &mut self.cameras {
+            c.stats.laps = c.source.laps();
+        }
+        Ok(NodeReport {
+            cameras: self.cameras.into_iter().map(|c| c.stats).collect(),
+            iterations,
+            elapsed: now,
+            interrupted,
+        })
+    }
+}
+
+/// The HDMI picture: the streams tiled in a grid (columns = ceil(sqrt(n))) on a
+/// `width`x`height` BGR frame, each scaled to fit its tile (nearest neighbour, aspect kept).
+pub fn compose(streams: &[Frame], width: u32, height: u32) -> Frame {
+    let (w, h) = (width.max(1) as usize, height.max(1) as usize);
+    let mut out = vec![0u8; w * h * 3];
+    let n = streams.len();
+    if n > 0 {
+        let cols = (n as f64).sqrt().ceil() as usize;
+        let rows = n.div_ceil(cols);
+        let (tw, th) = (w / cols, h / rows);
+        for (i, s) in streams.iter().enumerate() {
+            if s.format() != PixelFormat::Bgr8 || tw == 0 || th == 0 {
+                continue;
+            }
+            let (sw, sh) = (s.width() as usize, s.height() as usize);
+            let scale = (tw as f64 / sw as f64).min(th as f64 / sh as f64);
+            let (dw, dh) = (
+                ((sw as f64 * scale) as usize).max(1),
+                ((sh as f64 * scale) as usize).max(1),
+            );
+            let x0 = (i % cols) * tw + (tw - dw.min(tw)) / 2;
+            let y0 = (i / cols) * th + (th - dh.min(th)) / 2;
+            let xmap: Vec<usize> = (0..dw).map(|x| (x * sw / dw).min(sw - 1) * 3).collect();
+            for y in 0..dh.min(th) {
+                let sy = (y * sh / dh).min(sh - 1);
+                let src = &s.data()[sy * s.stride()..];
+                let dst = &mut out[((y0 + y) * w + x0) * 3..];
+                for (x, &sx) in xmap.iter().enumerate().take(tw) {
+                    dst[x * 3..x * 3 + 3].copy_from_slice(&src[sx..sx + 3]);
+                }
+            }
+        }
+    }
+    Frame::from_vec(out, PixelFormat::Bgr8, w as u32, h as u32)
+        .unwrap_or_else(|e| unreachable!("composite {w}x{h}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::Jitter;
+    use telescope::Rate;
+
+    fn pattern(rate: &str) -> SourceSpec {
+        format!("pattern:smpte@32x24@{rate}").parse().unwrap()
+    }
+
+    fn camera(name: &str, timing: Option<TimingConfig>) -> CameraConfig {
+        CameraConfig {
+            name: name.into(),
+            source: pattern("30"),
+            looped: false,
+            timing,
+        }
+    }
+
+    fn run(config: NodeConfig) -> (NodeReport, Vec<(Duration, Vec<(String, bool, u64)>)>) {
+        let mut seen = Vec::new();
+        let node = Node::new(config).unwrap();
+        let report = node
+            .run(
+                &mut |streams: &mut [MediaStream]| {
+                    for s in streams.iter_mut() {
+                        s.add_rect(0.1, 0.1, 0.5, 0.5);
+                    }
+                },
+                &mut |t, streams| {
+                    seen.push((
+                        t,
+                        streams
+                            .iter()
+                            .map(|s| (s.stream_id.clone(), s.is_cached, s.frame_index))
+                            .collect(),
+                    ));
+                    Ok(())
+                },
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+        (report, seen)
+    }
+
+    #[test]
+    fn a_slow_app_sees_the_newest_frames_and_every_frame_is_accounted_for() {
+        let timing = TimingConfig {
+            jitter: Jitter::Uniform { max_ms: 10.0 },
+            drop_probability: 0.05,
+            seed: 3,
+            ..TimingConfig::steady(Rate::new(30, 1).unwrap())
+        };
+        let config = NodeConfig {
+            cameras: vec![camera("a", Some(timing.clone())), camera("b", None)],
+            app_time: AppTime::Fixed(Duration::from_millis(50)),
+            duration: Some(Duration::from_secs(10)),
+            seed: 9,
+            ..NodeConfig::default()
+        };
+        let (report, seen) = run(config.clone());
+        // 20 iterations per second at most.
+        assert!(report.iterations <= 201, "{}", report.iterations);
+        for c in &report.cameras {
+            assert!(c.superseded > 0, "{c:?}");
+            assert!(c.unaccounted() <= 1, "{c:?}");
+        }
+        assert!(report.cameras[0].lost > 0);
+        // Time never goes backwards and frame indices only grow.
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
+        // Deterministic: the same configuration gives the same run.
+        let (again, seen_again) = run(config);
+        assert_eq!(again, report);
+        assert_eq!(seen_again, seen);
+    }
+
+    #[test]
+    fn a_stalled_camera_is_cached_then_unavailable() {
+        let timing = TimingConfig {
+            stall_every: Some(Duration::from_secs(1)),
+            stall_for: Duration::from_secs(3),
+            ..TimingConfig::steady(Rate::new(30, 1).unwrap())
+        };
+        let config = NodeConfig {
+            cameras: vec![camera("stalls", Some(timing)), camera("steady", None)],
+            duration: Some(Duration::from_secs(5)),
+            ..NodeConfig::default()
+        };
+        let (report, _) = run(config);
+        let stalls = &report.cameras[0];
+        assert!(stalls.cached > 30, "{stalls:?}");
+        assert!(stalls.unavailable > 0, "{stalls:?}");
+        assert_eq!(report.cameras[1].cached, 0);
+        // The largest gap between fresh frames is the stall.
+        let max = stalls.intervals_us.iter().max().copied().unwrap_or(0);
+        assert!(max >= 3_000_000, "{max}");
+    }
+
+    #[test]
+    fn streams_render_their_labels_and_compose_into_tiles() {
+        let mut s = MediaStream {
+            image: Frame::from_vec(vec![0; 40 * 30 * 3], PixelFormat::Bgr8, 40, 30).unwrap(),
+            stream_id: "a".into(),
+            time_stamp: Duration::ZERO,
+            is_cached: false,
+            is_unavailable: false,
+            frame_index: 0,
+            annotations: Scene::default(),
+        };
+        s.add_rect(0.5, 0.5, 0.0, 0.0);
+        s.add_rect(f64::NAN, 0.0, 1.0, 1.0);
+        s.add_label("person", 0.1, 0.1);
+        assert_eq!(s.annotations().annotations.len(), 2);
+        let r = s.rendered().unwrap();
+        assert!(r.data().iter().any(|&b| b != 0));
+        let white = Frame::from_vec(vec![255; 4 * 4 * 3], PixelFormat::Bgr8, 4, 4).unwrap();
+        let hdmi = compose(&[white.clone(), r, white.clone()], 80, 60);
+        // 2x2 grid: the top-left tile is white, the bottom-right one empty.
+        assert_eq!(&hdmi.data()[(10 * 80 + 10) * 3..][..3], &[255, 255, 255]);
+        assert_eq!(&hdmi.data()[(50 * 80 + 70) * 3..][..3], &[0, 0, 0]);
+    }
+}
