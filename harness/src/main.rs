@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod annotate;
+mod duration;
 mod mock_kvs;
 mod replay;
+mod report;
 mod sinks;
 
 /// Telescope: re-stream an edge app's annotated video; replay, measure and report.

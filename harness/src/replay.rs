@@ -1,27 +1,58 @@
-//! `telescope replay`: footage -> Telescope -> sinks.
+//! `telescope replay`: cameras (footage, URIs, images, patterns) -> a simulated Panorama node
+//! -> one Telescope per camera -> sinks; optionally the tiled HDMI picture too, and a report.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use simulator::{Delivery, Footage, Jitter, TimingConfig, TimingModel};
+use simulator::graph::Graph;
+use simulator::node::{compose, AppTime, NodeClock, NodeError};
+use simulator::{CameraConfig, Jitter, MediaStream, Node, NodeConfig, SourceSpec, TimingConfig};
+use telescope::annotation::Overlay;
 use telescope::{
-    BasicAuth, Clock, DropReason, Rate, SinkConfig, Stats, SystemClock, Telescope, TelescopeConfig,
-    VirtualClock,
+    BasicAuth, Clock, DropReason, Frame, Rate, SinkConfig, Stats, SystemClock, Telescope,
+    TelescopeConfig, VirtualClock,
 };
+
+use crate::report::{CameraReport, KvsReport, Percentiles, Report, SCHEMA_VERSION};
+use crate::sinks::{KvsOptions, Sinks};
 
 /// Arguments of `telescope replay`.
 #[derive(Debug, Args)]
+#[command(after_help = "Sources: a file GStreamer decodes, a URI (rtsp://, http://, file://), \
+images:DIR[@RATE] (PNG files in name order), pattern:NAME[@WxH][@RATE] (videotestsrc).
+
+Examples:
+  telescope replay vtest.avi --sink file:out.mkv --virtual-clock
+  telescope replay vtest.avi --sink rtsp://0.0.0.0:8554/cam --loops 0
+  telescope replay a.avi b.avi --cameras 4 --sink file:out-{camera}.mkv --virtual-clock \\
+      --jitter-ms 20 --drop 0.02 --duration 60 --report run1
+  telescope replay pattern:ball@1280x720@30 --sink kvs://lobby?region=us-east-1 --duration 10m")]
 pub struct ReplayArgs {
-    /// Footage to replay (any file GStreamer decodes).
-    pub footage: PathBuf,
-    /// Where the stream goes: `file:OUT.mkv` (or .mp4, .ts) or `rtsp://HOST:PORT/PATH` (served
-    /// in process). Repeat for several sinks.
+    /// Camera sources; reused in turn when --cameras asks for more.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub footage: Vec<String>,
+    /// Number of cameras (default: one per source, or the graph's cameras).
+    #[arg(long)]
+    pub cameras: Option<usize>,
+    /// A Panorama graph.json: camera names come from its media-source nodes, and its
+    /// inconsistencies are reported before running.
+    #[arg(long)]
+    pub graph: Option<PathBuf>,
+    /// Where each camera's stream goes: `file:OUT.mkv` (or .mp4, .ts), `rtsp://HOST:PORT/PATH`
+    /// (served in process), `kvs://STREAM[?endpoint=URL&region=R]`. `{camera}` expands to the
+    /// camera's name. Repeat for several sinks.
     #[arg(long = "sink", required = true)]
     pub sinks: Vec<String>,
+    /// Also stream the tiled HDMI picture of every camera here.
+    #[arg(long)]
+    pub hdmi: Option<String>,
+    /// Size of the HDMI picture.
+    #[arg(long, default_value = "1280x720")]
+    pub hdmi_size: String,
     /// User name RTSP viewers must give (with --rtsp-pass).
     #[arg(long, requires = "rtsp_pass")]
     pub rtsp_user: Option<String>,
@@ -45,16 +76,26 @@ pub struct ReplayArgs {
     /// Run on simulated time: as fast as the pipeline takes frames, none dropped.
     #[arg(long)]
     pub virtual_clock: bool,
-    /// Play the footage this many times back to back (timeline continues); 0 = until Ctrl-C.
+    /// Play the sources this many times back to back (timeline continues); 0 = until Ctrl-C
+    /// or --duration.
     #[arg(long, default_value_t = 1)]
     pub loops: u32,
+    /// Stop after this much time (node time: simulated with --virtual-clock): 90, 90s, 10m, 1h.
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub duration: Option<Duration>,
     /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
     #[arg(long, default_value = "auto")]
     pub encoder: String,
-    /// Camera model: delivery jitter, uniform in [0, J] milliseconds. Frames are then stamped
-    /// with their arrival time, as an app that timestamps on receipt does.
+    /// Draw this scene (JSON) on every streamed frame.
+    #[arg(long)]
+    pub scene: Option<PathBuf>,
+    /// Camera model: delivery jitter in milliseconds (see --jitter-dist). Frames are then
+    /// stamped with their arrival time, as an app that timestamps on receipt does.
     #[arg(long, value_name = "J")]
     pub jitter_ms: Option<f64>,
+    /// Jitter distribution: uniform in [0, J], or normal with mean J/2 and deviation J/6.
+    #[arg(long, default_value = "uniform", value_parser = ["uniform", "normal"])]
+    pub jitter_dist: String,
     /// Camera model: probability that a frame starts a loss burst.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub drop: f64,
@@ -67,15 +108,159 @@ pub struct ReplayArgs {
     /// ...for this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     pub stall_ms: u64,
-    /// Seed of the camera model's randomness (same seed, same run).
+    /// Camera model: the camera's real rate (e.g. 29.97 while --fps says 30).
+    #[arg(long, value_name = "RATE")]
+    pub camera_fps: Option<Rate>,
+    /// The app's own processing time per iteration: MEAN or MEAN:SD milliseconds (normal).
+    #[arg(long, value_name = "MS[:SD]")]
+    pub app_ms: Option<String>,
+    /// Seed of every random choice (same seed, same run).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Create kvs:// streams that do not exist yet.
     #[arg(long)]
     pub create_stream: bool,
-    /// Write the final counters as JSON to this file.
+    /// Write the first camera's final counters as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
+    /// Write DIR/report.json: per camera frames in and out, drops by reason, input and output
+    /// fps, interval and put-latency percentiles.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+}
+
+/// The cameras the arguments describe: names and sources.
+fn cameras(args: &ReplayArgs) -> Result<Vec<(String, SourceSpec)>> {
+    let sources = args
+        .footage
+        .iter()
+        .map(|s| s.parse::<SourceSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<String> = match &args.graph {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let graph = Graph::parse(&text).with_context(|| format!("{}", path.display()))?;
+            let problems = graph.problems();
+            if !problems.is_empty() {
+                bail!("{} is inconsistent: {}", path.display(), problems.join("; "));
+            }
+            let mut names = graph.cameras();
+            if let Some(n) = args.cameras {
+                names.truncate(n);
+                if names.len() < n {
+                    bail!("--cameras {n}, but {} has {} cameras", path.display(), names.len());
+                }
+            }
+            names
+        }
+        None => {
+            let n = args.cameras.unwrap_or(sources.len());
+            if n == 0 {
+                bail!("--cameras must be at least 1");
+            }
+            (0..n).map(|i| i.to_string()).collect()
+        }
+    };
+    Ok(names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| (name, sources[i % sources.len()].clone()))
+        .collect())
+}
+
+fn app_time(spec: Option<&str>) -> Result<AppTime> {
+    let Some(spec) = spec else {
+        return Ok(AppTime::None);
+    };
+    let num = |s: &str| -> Result<f64> {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .with_context(|| format!("--app-ms: `{s}` is not a number"))?;
+        if !v.is_finite() || v < 0.0 {
+            bail!("--app-ms: `{s}` must be a non-negative number");
+        }
+        Ok(v)
+    };
+    Ok(match spec.split_once(':') {
+        Some((mean, sd)) => AppTime::Normal {
+            mean_ms: num(mean)?,
+            sd_ms: num(sd)?,
+        },
+        None => AppTime::Fixed(Duration::from_secs_f64(num(spec)? / 1000.0)),
+    })
+}
+
+/// The camera model the flags describe, or `None` when none of them is given.
+fn camera_model(args: &ReplayArgs, declared: Option<Rate>, seed: u64) -> Result<Option<TimingConfig>> {
+    if args.jitter_ms.is_none()
+        && args.drop == 0.0
+        && args.stall_every.is_none()
+        && args.camera_fps.is_none()
+    {
+        return Ok(None);
+    }
+    if !(0.0..=1.0).contains(&args.drop) {
+        bail!("--drop must be a probability between 0 and 1");
+    }
+    let rate = args
+        .camera_fps
+        .or(args.fps)
+        .or(declared)
+        .context("the camera model needs a frame rate: give --fps or --camera-fps")?;
+    let stall_every = match args.stall_every {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(_) => bail!("--stall-every must be a positive number of seconds"),
+        None => None,
+    };
+    let jitter = match args.jitter_ms {
+        Some(j) if j.is_finite() && j >= 0.0 => {
+            if args.jitter_dist == "normal" {
+                Jitter::Normal {
+                    mean_ms: j / 2.0,
+                    sd_ms: j / 6.0,
+                }
+            } else {
+                Jitter::Uniform { max_ms: j }
+            }
+        }
+        Some(_) => bail!("--jitter-ms must be a non-negative number"),
+        None => Jitter::None,
+    };
+    Ok(Some(TimingConfig {
+        rate,
+        jitter,
+        drop_probability: args.drop,
+        drop_burst: args.drop_burst.max(1),
+        stall_every,
+        stall_for: Duration::from_millis(args.stall_ms),
+        seed,
+    }))
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32)> {
+    let (w, h) = s
+        .split_once('x')
+        .with_context(|| format!("`{s}` is not WIDTHxHEIGHT"))?;
+    let (w, h): (u32, u32) = (
+        w.parse().with_context(|| format!("`{s}`: bad width"))?,
+        h.parse().with_context(|| format!("`{s}`: bad height"))?,
+    );
+    if w < 16 || h < 16 || w > 7680 || h > 4320 {
+        bail!("`{s}`: size must be between 16x16 and 7680x4320");
+    }
+    Ok((w & !1, h & !1))
+}
+
+/// One camera's Telescope and what the replay measured around it.
+struct Lane {
+    name: String,
+    source: String,
+    telescope: Telescope,
+    put_ns: Vec<u64>,
+    kvs: Vec<telescope::sink::KvsSink>,
+    rtsp: Vec<telescope::RtspServer>,
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
@@ -83,27 +268,21 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         (Some(u), Some(p)) => Some(BasicAuth::new(u, p)),
         _ => None,
     };
-    let built = crate::sinks::build(
-        &args.sinks,
-        auth,
-        &crate::sinks::KvsOptions {
-            create: args.create_stream,
-        },
-        "0",
-    )?;
-    let sinks = built.configs.clone();
+    let overlay = match &args.scene {
+        Some(path) => {
+            let o = Overlay::new();
+            o.set(crate::annotate::read_scene(path)?)?;
+            Some(o)
+        }
+        None => None,
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
-        // Ctrl-C ends the replay cleanly: queued frames are written and files finalised.
+        // Ctrl-C ends the replay cleanly: queued frames are written, files finalised, the
+        // report written.
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
             .context("cannot handle Ctrl-C")?;
-    }
-    let has_rtsp = sinks.iter().any(|s| matches!(s, SinkConfig::Rtsp(_)));
-    if has_rtsp && args.virtual_clock {
-        tracing::warn!(
-            "--virtual-clock replays faster than real time; RTSP viewers see it fast-forwarded"
-        );
     }
     let virtual_clock = VirtualClock::new();
     let clock: Arc<dyn Clock> = if args.virtual_clock {
@@ -111,101 +290,337 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     } else {
         Arc::new(SystemClock::new())
     };
-    let mut builder = TelescopeConfig::builder().clock(clock).name("replay");
-    builder = builder.encoder(telescope::EncoderConfig {
-        kind: telescope::EncoderKind::parse(&args.encoder)?,
-        ..Default::default()
-    });
-    if let Some(fps) = args.fps {
-        builder = builder.fps(fps);
-    }
-    if let (Some(w), Some(h)) = (args.width, args.height) {
-        builder = builder.size(w, h);
-    }
-    for sink in sinks.iter().cloned() {
-        builder = builder.sink(sink);
-    }
-    // Open the footage before starting, so a bad file fails before any output is created.
-    let mut footage = Footage::open(&args.footage).context("cannot replay")?;
-    let telescope = Telescope::new(builder.build()).context("bad configuration")?;
-    telescope.start().context("cannot start streaming")?;
 
-    for sink in &sinks {
-        if let SinkConfig::Rtsp(m) = sink {
+    // Open every source before creating any output, so a bad one fails first.
+    let plan = cameras(&args)?;
+    let mut configs = Vec::with_capacity(plan.len());
+    for (name, source) in &plan {
+        configs.push(CameraConfig {
+            name: name.clone(),
+            source: source.clone(),
+            passes: (args.loops > 0).then_some(args.loops),
+            timing: None,
+        });
+    }
+    let node_config = NodeConfig {
+        cameras: configs,
+        app_time: app_time(args.app_ms.as_deref())?,
+        seed: args.seed,
+        duration: args.duration,
+        clock: if args.virtual_clock {
+            NodeClock::Virtual(virtual_clock.clone())
+        } else {
+            NodeClock::System
+        },
+        ..NodeConfig::default()
+    };
+    // The camera model needs each source's rate, known once the sources are open.
+    let probe = Node::new(node_config.clone()).context("cannot replay")?;
+    let rates = probe.declared_rates();
+    drop(probe);
+    let mut node_config = node_config;
+    for (i, (camera, rate)) in node_config.cameras.iter_mut().zip(rates).enumerate() {
+        camera.timing = camera_model(&args, rate, args.seed.wrapping_add(i as u64))?;
+    }
+    let has_model = node_config.cameras.iter().any(|c| c.timing.is_some());
+    let node = Node::new(node_config).context("cannot replay")?;
+
+    let mut sinks = Sinks::new(
+        auth,
+        KvsOptions {
+            create: args.create_stream,
+        },
+    );
+    let mut lanes = Vec::with_capacity(plan.len());
+    let encoder = telescope::EncoderKind::parse(&args.encoder)?;
+    let make = |name: &str, configs: Vec<SinkConfig>, overlay: Option<Overlay>| -> Result<Telescope> {
+        let mut builder = TelescopeConfig::builder()
+            .clock(clock.clone())
+            .name(name)
+            .encoder(telescope::EncoderConfig {
+                kind: encoder.clone(),
+                ..Default::default()
+            });
+        if let Some(fps) = args.fps {
+            builder = builder.fps(fps);
+        }
+        if let (Some(w), Some(h)) = (args.width, args.height) {
+            builder = builder.size(w, h);
+        }
+        if let Some(o) = overlay {
+            builder = builder.overlay(o);
+        }
+        for sink in configs {
+            builder = builder.sink(sink);
+        }
+        let telescope = Telescope::new(builder.build()).context("bad configuration")?;
+        telescope
+            .start()
+            .with_context(|| format!("camera {name}: cannot start streaming"))?;
+        Ok(telescope)
+    };
+    for (name, source) in &plan {
+        let kvs_before = sinks.kvs.len();
+        let configs = sinks.build(&args.sinks, name)?;
+        for sink in &configs {
+            if let SinkConfig::Rtsp(m) = sink {
+                println!(
+                    "serving {}   (open it with: ffplay {} or vlc {})",
+                    m.url(),
+                    m.url(),
+                    m.url()
+                );
+            }
+        }
+        if args.virtual_clock && configs.iter().any(|s| matches!(s, SinkConfig::Rtsp(_))) {
+            tracing::warn!(
+                "--virtual-clock replays faster than real time; RTSP viewers see it fast-forwarded"
+            );
+        }
+        lanes.push(Lane {
+            name: name.clone(),
+            source: source.to_string(),
+            telescope: (&make)(name, configs, overlay.clone())?,
+            put_ns: Vec::new(),
+            kvs: sinks.kvs[kvs_before..].to_vec(),
+            rtsp: sinks.last_servers.clone(),
+        });
+    }
+    let hdmi = match &args.hdmi {
+        Some(spec) => {
+            let size = parse_size(&args.hdmi_size)?;
+            let configs = sinks.build(std::slice::from_ref(spec), "hdmi")?;
+            Some(((&make)("hdmi", configs, None)?, size))
+        }
+        None => None,
+    };
+
+    let wall = Instant::now();
+    let virtual_mode = args.virtual_clock;
+    let mut output = |_t: Duration, streams: &[MediaStream]| -> Result<(), NodeError> {
+        let mut tiles: Vec<Frame> = Vec::new();
+        for stream in streams {
+            // A camera without any frame yet has no stream: match by name, not position.
+            let Some(lane) = lanes.iter_mut().find(|l| l.name == stream.stream_id) else {
+                return Err(NodeError::Output(format!("unknown camera {}", stream.stream_id)));
+            };
+            let frame = stream
+                .rendered()
+                .map_err(|e| NodeError::Output(e.to_string()))?;
+            if hdmi.is_some() {
+                tiles.push(frame.clone());
+            }
+            if stream.is_cached {
+                continue;
+            }
+            // With a camera model, the app stamps frames on receipt.
+            let at = if has_model {
+                stream.arrived
+            } else {
+                stream.time_stamp
+            };
+            let started = Instant::now();
+            if virtual_mode {
+                lane.telescope.put_blocking(frame.at(at));
+            } else {
+                lane.telescope.put(frame.at(at));
+            }
+            lane.put_ns.push(started.elapsed().as_nanos() as u64);
+        }
+        if let Some((telescope, (w, h))) = &hdmi {
+            let picture = compose(&tiles, *w, *h).at(_t);
+            if virtual_mode {
+                telescope.put_blocking(picture);
+            } else {
+                telescope.put(picture);
+            }
+        }
+        Ok(())
+    };
+    let mut app = |_: &mut [MediaStream]| {};
+    let node_report = node
+        .run(&mut app, &mut output, &interrupted)
+        .context("replay failed")?;
+    let elapsed = wall.elapsed();
+
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        command: "replay".into(),
+        seed: args.seed,
+        virtual_clock: args.virtual_clock,
+        duration_seconds: node_report.elapsed.as_secs_f64(),
+        wall_seconds: elapsed.as_secs_f64(),
+        iterations: node_report.iterations,
+        interrupted: node_report.interrupted,
+        cameras: Vec::new(),
+    };
+    let mut failures = Vec::new();
+    for (lane, cam) in lanes.iter().zip(&node_report.cameras) {
+        let stats = match lane.telescope.stop() {
+            Ok(r) => r.stats,
+            Err(e) => {
+                failures.push(format!("camera {}: {e}", lane.name));
+                lane.telescope.stats()
+            }
+        };
+        report
+            .cameras
+            .push(camera_report(lane, cam, &stats, node_report.elapsed));
+    }
+    if let Some((telescope, _)) = &hdmi {
+        if let Err(e) = telescope.stop() {
+            failures.push(format!("hdmi: {e}"));
+        }
+    }
+    if has_model {
+        for c in &report.cameras {
             println!(
-                "serving {}   (open it with: ffplay {} or vlc {})",
-                m.url(),
-                m.url(),
-                m.url()
+                "camera {} model (seed {}): {} of {} frames lost on the way",
+                c.name, args.seed, c.camera_lost, c.frames_in
             );
         }
     }
-    let wall = Instant::now();
-    let mut model = camera_model(&args, footage.declared_rate())?;
-    let mut lost = 0u64;
-    let mut read = 0u64;
-    let mut offset = Duration::ZERO;
-    let mut last = Duration::ZERO;
-    let mut interval = Duration::ZERO;
-    let mut lap = 0u32;
-    'laps: while args.loops == 0 || lap < args.loops {
-        if lap > 0 {
-            footage =
-                Footage::open(&args.footage).context("cannot reopen footage for the next loop")?;
-            // The next lap starts one frame interval after the last frame of this one.
-            offset = last + interval;
-        }
-        let mut prev: Option<Duration> = None;
-        while let Some(frame) = footage
-            .next_frame()
-            .with_context(|| format!("reading {}", args.footage.display()))?
-        {
-            if interrupted.load(Ordering::SeqCst) {
-                break 'laps;
-            }
-            let at = offset + frame.captured_at().unwrap_or_default();
-            if let Some(p) = prev {
-                interval = at.saturating_sub(p);
-            }
-            prev = Some(at);
-            last = at;
-            read += 1;
-            // With a camera model, its timing replaces the footage's.
-            let at = match model.as_mut().map(|m| m.next_frame()) {
-                None => at,
-                Some(Delivery::Lost { .. }) => {
-                    lost += 1;
-                    continue;
-                }
-                Some(Delivery::Delivered { arrives, .. }) => arrives,
-            };
-            if args.virtual_clock {
-                virtual_clock.advance_to(at);
-                telescope.put_blocking(frame.at(at));
-            } else {
-                // Real time: hand the frame over when the camera would have delivered it.
-                let due = wall + at;
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                telescope.put(frame.at(at));
-            }
-        }
-        lap += 1;
+    print_summary(&report, &lanes, elapsed);
+    if let Some(path) = &args.stats_json {
+        let first = report.cameras.first().context("no camera")?;
+        let mut json = serde_json::to_value(first)?;
+        json["frames_read"] = first.frames_in.into();
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let report = telescope
-        .stop()
-        .context("streaming did not finish cleanly")?;
-    if model.is_some() {
+    if let Some(dir) = &args.report {
+        report.write(dir)?;
+        println!("report: {}", dir.join("report.json").display());
+    }
+    if !failures.is_empty() {
+        bail!("streaming did not finish cleanly: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+fn camera_report(
+    lane: &Lane,
+    cam: &simulator::node::CameraStats,
+    s: &Stats,
+    elapsed: Duration,
+) -> CameraReport {
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    CameraReport {
+        name: lane.name.clone(),
+        source: lane.source.clone(),
+        frames_in: cam.frames_in,
+        camera_lost: cam.lost,
+        superseded: cam.superseded,
+        pending: cam.pending,
+        frames_put: s.frames_put,
+        frames_pushed: s.frames_pushed,
+        frames_out: s.frames_out,
+        frames_duplicated: s.frames_duplicated,
+        frames_rate_dropped: s.frames_rate_dropped,
+        dropped: s
+            .dropped
+            .iter()
+            .map(|(r, n)| (r.name().to_owned(), *n))
+            .collect(),
+        cached_iterations: cam.cached,
+        unavailable_iterations: cam.unavailable,
+        input_fps: cam.delivered as f64 / seconds,
+        input_interval_ms: Percentiles::of(&cam.intervals_us, 1e-3),
+        output_fps: s.frames_out as f64 / seconds,
+        put_latency_us: Percentiles::of(&lane.put_ns, 1e-3),
+        rate: s.estimate.map(|e| e.rate.to_string()),
+        width: s.estimate.map(|e| e.width),
+        height: s.estimate.map(|e| e.height),
+        warmup_frames: s.estimate.map(|e| e.frames),
+        encoder: s.encoder.clone(),
+        restarts: s.restarts,
+        last_error: s.last_error.clone(),
+        kvs: lane
+            .kvs
+            .iter()
+            .map(|k| {
+                let st = k.stats();
+                KvsReport {
+                    stream: k.stream_name().to_owned(),
+                    fragments: st.fragments,
+                    sent: st.sent,
+                    received: st.received,
+                    persisted: st.persisted,
+                    resent: st.resent,
+                    evicted: st.evicted,
+                    rejected: st.rejected,
+                    connections: st.connections,
+                    errors: st.errors,
+                    bytes_sent: st.bytes_sent,
+                    ack_latency_ms_max: st.ack_latency_ms_max,
+                }
+            })
+            .collect(),
+        rtsp_clients: lane.rtsp.iter().map(|r| r.stats().clients_total).sum(),
+    }
+}
+
+fn print_summary(report: &Report, lanes: &[Lane], elapsed: Duration) {
+    for (c, lane) in report.cameras.iter().zip(lanes) {
+        let size = match (c.width, c.height) {
+            (Some(w), Some(h)) => format!("{w}x{h}"),
+            _ => "?".into(),
+        };
         println!(
-            "camera model (seed {}): {lost} of {read} frames lost on the way",
-            args.seed
+            "camera {}: replayed {} frames of {} in {:.1} s: {} fps, {}, encoder {}",
+            c.name,
+            c.frames_in,
+            c.source,
+            elapsed.as_secs_f64(),
+            c.rate.as_deref().unwrap_or("?"),
+            size,
+            c.encoder.as_deref().unwrap_or("?")
         );
+        let drops: Vec<String> = DropReason::ALL
+            .iter()
+            .filter_map(|r| {
+                let n = c.dropped.get(r.name()).copied().unwrap_or(0);
+                (n > 0).then(|| format!("{n} {}", r.name()))
+            })
+            .collect();
+        println!(
+            "  frames: {} put, {} encoded out, {} duplicated, {} dropped by rate, {} superseded, dropped: {}",
+            c.frames_put,
+            c.frames_out,
+            c.frames_duplicated,
+            c.frames_rate_dropped,
+            c.superseded,
+            if drops.is_empty() { "none".to_owned() } else { drops.join(", ") }
+        );
+        for sink in lane.telescope.config().sinks.iter() {
+            match sink {
+                SinkConfig::File(f) => {
+                    println!("  wrote {}", f.path.display());
+                    println!(
+                        "  play it with: ffplay {}   (or: vlc {})",
+                        f.path.display(),
+                        f.path.display()
+                    );
+                }
+                other => println!("  streamed to {}", other.describe()),
+            }
+        }
+        match c.unaccounted() {
+            0 => println!("  every frame accounted for"),
+            n => println!("  WARNING: {n} frames unaccounted for"),
+        }
+        for k in &c.kvs {
+            println!(
+                "  KVS {}: {} fragments, {} persisted, {} resent, {} evicted, {} rejected, {} connections",
+                k.stream, k.fragments, k.persisted, k.resent, k.evicted, k.rejected, k.connections
+            );
+        }
     }
-    let elapsed = wall.elapsed();
-    print_summary(&args, &sinks, read, &report.stats, elapsed);
-    for server in &built.servers {
+    let mut seen = std::collections::HashSet::new();
+    for server in lanes.iter().flat_map(|l| l.rtsp.iter()) {
+        if !seen.insert(server.port()) {
+            continue;
+        }
         let s = server.stats();
         println!(
             "RTSP on port {}: {} viewers in total, {} refused with wrong credentials",
@@ -214,150 +629,4 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             s.auth_failures
         );
     }
-    for kvs in &built.kvs {
-        let k = kvs.stats();
-        println!(
-            "KVS {}: {} fragments, {} persisted, {} resent, {} evicted, {} rejected, {} connections{}",
-            kvs.stream_name(),
-            k.fragments,
-            k.persisted,
-            k.resent,
-            k.evicted,
-            k.rejected,
-            k.connections,
-            k.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
-        );
-    }
-    if let Some(path) = &args.stats_json {
-        let mut json = stats_json(read, &report.stats, elapsed);
-        json["camera_lost"] = lost.into();
-        json["kvs"] = built
-            .kvs
-            .iter()
-            .map(|k| {
-                let s = k.stats();
-                serde_json::json!({
-                    "stream": k.stream_name(),
-                    "fragments": s.fragments,
-                    "sent": s.sent,
-                    "received": s.received,
-                    "persisted": s.persisted,
-                    "resent": s.resent,
-                    "evicted": s.evicted,
-                    "rejected": s.rejected,
-                    "connections": s.connections,
-                    "errors": s.errors,
-                    "bytes_sent": s.bytes_sent,
-                    "ack_latency_ms_max": s.ack_latency_ms_max,
-                })
-            })
-            .collect();
-        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
-}
-
-fn stats_json(read: u64, s: &Stats, elapsed: Duration) -> serde_json::Value {
-    let dropped: serde_json::Map<String, serde_json::Value> = s
-        .dropped
-        .iter()
-        .map(|(r, n)| (r.name().to_owned(), (*n).into()))
-        .collect();
-    serde_json::json!({
-        "frames_read": read,
-        "frames_put": s.frames_put,
-        "frames_pushed": s.frames_pushed,
-        "frames_out": s.frames_out,
-        "frames_duplicated": s.frames_duplicated,
-        "frames_rate_dropped": s.frames_rate_dropped,
-        "dropped": dropped,
-        "restarts": s.restarts,
-        "size_changes": s.size_changes,
-        "rate": s.estimate.map(|e| e.rate.to_string()),
-        "width": s.estimate.map(|e| e.width),
-        "height": s.estimate.map(|e| e.height),
-        "warmup_frames": s.estimate.map(|e| e.frames),
-        "encoder": s.encoder,
-        "wall_seconds": elapsed.as_secs_f64(),
-    })
-}
-
-fn print_summary(args: &ReplayArgs, sinks: &[SinkConfig], read: u64, s: &Stats, elapsed: Duration) {
-    let (rate, size) = match s.estimate {
-        Some(e) => (e.rate.to_string(), format!("{}x{}", e.width, e.height)),
-        None => ("?".into(), "?".into()),
-    };
-    println!(
-        "replayed {} frames of {} in {:.1} s: {} fps, {}, encoder {}",
-        read,
-        args.footage.display(),
-        elapsed.as_secs_f64(),
-        rate,
-        size,
-        s.encoder.as_deref().unwrap_or("?")
-    );
-    let drops: Vec<String> = DropReason::ALL
-        .iter()
-        .filter(|r| s.dropped(**r) > 0)
-        .map(|r| format!("{} {}", s.dropped(*r), r.name()))
-        .collect();
-    println!(
-        "frames: {} put, {} encoded out, {} duplicated, {} dropped by rate, dropped: {}",
-        s.frames_put,
-        s.frames_out,
-        s.frames_duplicated,
-        s.frames_rate_dropped,
-        if drops.is_empty() {
-            "none".to_owned()
-        } else {
-            drops.join(", ")
-        }
-    );
-    for sink in sinks {
-        match sink {
-            SinkConfig::File(f) => {
-                println!("wrote {}", f.path.display());
-                println!(
-                    "  play it with: ffplay {}   (or: vlc {})",
-                    f.path.display(),
-                    f.path.display()
-                );
-            }
-            other => println!("streamed to {}", other.describe()),
-        }
-    }
-}
-
-/// The camera model the flags describe, or `None` when none of them is given.
-fn camera_model(args: &ReplayArgs, declared: Option<Rate>) -> Result<Option<TimingModel>> {
-    if args.jitter_ms.is_none() && args.drop == 0.0 && args.stall_every.is_none() {
-        return Ok(None);
-    }
-    if !(0.0..=1.0).contains(&args.drop) {
-        anyhow::bail!("--drop must be a probability between 0 and 1");
-    }
-    let rate = args
-        .fps
-        .or(declared)
-        .context("the camera model needs a frame rate: give --fps")?;
-    let stall_every = match args.stall_every {
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(_) => anyhow::bail!("--stall-every must be a positive number of seconds"),
-        None => None,
-    };
-    let jitter = match args.jitter_ms {
-        Some(j) if j.is_finite() && j >= 0.0 => Jitter::Uniform { max_ms: j },
-        Some(_) => anyhow::bail!("--jitter-ms must be a non-negative number"),
-        None => Jitter::None,
-    };
-    Ok(Some(TimingModel::new(TimingConfig {
-        rate,
-        jitter,
-        drop_probability: args.drop,
-        drop_burst: args.drop_burst.max(1),
-        stall_every,
-        stall_for: Duration::from_millis(args.stall_ms),
-        seed: args.seed,
-    })))
 }

@@ -86,11 +86,17 @@ pub fn parse_rtsp(spec: &str) -> Result<RtspSpec> {
     })
 }
 
-/// Sinks built from the command line, with the servers they need kept alive.
+/// Sinks built from the command line, with the servers they need kept alive. Cameras share
+/// RTSP servers: one per host:port, one mount per camera.
+#[derive(Default)]
 pub struct Sinks {
-    pub configs: Vec<SinkConfig>,
     pub servers: Vec<RtspServer>,
     pub kvs: Vec<KvsSink>,
+    /// The RTSP servers the last `build` mounted on.
+    pub last_servers: Vec<RtspServer>,
+    auth: Option<BasicAuth>,
+    options: KvsOptions,
+    by_address: HashMap<(String, u16), RtspServer>,
 }
 
 /// Options for `kvs://` sinks.
@@ -100,75 +106,78 @@ pub struct KvsOptions {
     pub create: bool,
 }
 
-/// Build every `--sink`; `{camera}` in a spec expands to `camera`.
-pub fn build(
-    specs: &[String],
-    auth: Option<BasicAuth>,
-    kvs: &KvsOptions,
-    camera: &str,
-) -> Result<Sinks> {
-    let mut kvs_sinks = Vec::new();
-    let mut servers: HashMap<(String, u16), RtspServer> = HashMap::new();
-    let mut configs = Vec::new();
-    for raw in specs {
-        let spec = raw.replace("{camera}", camera);
-        if spec.starts_with("rtsp://") {
-            let rtsp = parse_rtsp(&spec)?;
-            let key = (rtsp.host.clone(), rtsp.port);
-            let server = match servers.get(&key) {
-                Some(s) => s.clone(),
-                None => {
-                    let config = RtspServerConfig {
-                        address: rtsp.host.clone(),
-                        port: rtsp.port,
-                        auth: auth.clone(),
-                    };
-                    let server = RtspServer::start(config)
-                        .with_context(|| format!("cannot serve {spec}"))?;
-                    servers.insert(key, server.clone());
-                    server
-                }
-            };
-            let mount = server
-                .mount(&rtsp.path)
-                .with_context(|| format!("cannot serve {spec}"))?;
-            configs.push(SinkConfig::rtsp(mount));
-        } else if spec.starts_with("kvs://") {
-            let k = parse_kvs(&spec)?;
-            let region = k
-                .region
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                .with_context(|| {
-                    format!("`{spec}`: no region (add ?region=R or set AWS_REGION)")
-                })?;
-            let mut config = KvsSinkConfig::new(
-                &k.stream,
-                KvsConfig {
-                    region,
-                    endpoint: k.endpoint,
-                    credentials: CredentialSource::DefaultChain,
-                },
-            );
-            if kvs.create {
-                config.create = Some(CreateStreamOptions::default());
-            }
-            let sink =
-                KvsSink::connect(config).with_context(|| format!("cannot stream to {spec}"))?;
-            kvs_sinks.push(sink.clone());
-            configs.push(SinkConfig::Kvs(sink));
-        } else {
-            configs.push(
-                spec.parse::<SinkConfig>()
-                    .with_context(|| format!("bad --sink `{raw}`"))?,
-            );
+impl Sinks {
+    /// No sinks yet; RTSP servers started later require `auth` when given.
+    pub fn new(auth: Option<BasicAuth>, options: KvsOptions) -> Self {
+        Sinks {
+            auth,
+            options,
+            ..Sinks::default()
         }
     }
-    Ok(Sinks {
-        configs,
-        servers: servers.into_values().collect(),
-        kvs: kvs_sinks,
-    })
+
+    /// Build every `--sink` for one camera; `{camera}` in a spec expands to its name.
+    pub fn build(&mut self, specs: &[String], camera: &str) -> Result<Vec<SinkConfig>> {
+        let mut configs = Vec::new();
+        self.last_servers.clear();
+        for raw in specs {
+            let spec = raw.replace("{camera}", camera);
+            if spec.starts_with("rtsp://") {
+                let rtsp = parse_rtsp(&spec)?;
+                let key = (rtsp.host.clone(), rtsp.port);
+                let server = match self.by_address.get(&key) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let config = RtspServerConfig {
+                            address: rtsp.host.clone(),
+                            port: rtsp.port,
+                            auth: self.auth.clone(),
+                        };
+                        let server = RtspServer::start(config)
+                            .with_context(|| format!("cannot serve {spec}"))?;
+                        self.by_address.insert(key, server.clone());
+                        self.servers.push(server.clone());
+                        server
+                    }
+                };
+                let mount = server
+                    .mount(&rtsp.path)
+                    .with_context(|| format!("cannot serve {spec}"))?;
+                configs.push(SinkConfig::rtsp(mount));
+                self.last_servers.push(server);
+            } else if spec.starts_with("kvs://") {
+                let k = parse_kvs(&spec)?;
+                let region = k
+                    .region
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                    .with_context(|| {
+                        format!("`{spec}`: no region (add ?region=R or set AWS_REGION)")
+                    })?;
+                let mut config = KvsSinkConfig::new(
+                    &k.stream,
+                    KvsConfig {
+                        region,
+                        endpoint: k.endpoint,
+                        credentials: CredentialSource::DefaultChain,
+                    },
+                );
+                if self.options.create {
+                    config.create = Some(CreateStreamOptions::default());
+                }
+                let sink = KvsSink::connect(config)
+                    .with_context(|| format!("cannot stream to {spec}"))?;
+                self.kvs.push(sink.clone());
+                configs.push(SinkConfig::Kvs(sink));
+            } else {
+                configs.push(
+                    spec.parse::<SinkConfig>()
+                        .with_context(|| format!("bad --sink `{raw}`"))?,
+                );
+            }
+        }
+        Ok(configs)
+    }
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ enum Inner {
 /// timeline: a looped source continues one frame interval after its last frame.
 pub struct Source {
     spec: SourceSpec,
-    looped: bool,
+    passes: Option<u32>,
     inner: Inner,
     offset: Duration,
     last: Duration,
@@ -199,12 +199,13 @@ fn open_inner(spec: &SourceSpec) -> Result<Inner, SourceError> {
 }
 
 impl Source {
-    /// Opens a source; `looped` starts it again at its end (live sources never end).
-    pub fn open(spec: &SourceSpec, looped: bool) -> Result<Self, SourceError> {
+    /// Opens a source for `passes` passes (`None`: start again at every end, forever; live
+    /// sources never end).
+    pub fn open(spec: &SourceSpec, passes: Option<u32>) -> Result<Self, SourceError> {
         Ok(Source {
             inner: open_inner(spec)?,
             spec: spec.clone(),
-            looped,
+            passes,
             offset: Duration::ZERO,
             last: Duration::ZERO,
             interval: Duration::ZERO,
@@ -263,7 +264,7 @@ impl Source {
                 return Ok(Some(frame.at(at)));
             }
             self.laps += 1;
-            if !self.looped {
+            if self.passes.is_some_and(|p| self.laps >= p) {
                 return Ok(None);
             }
             // Again from the start, one frame interval after the last frame.
@@ -325,26 +326,26 @@ mod tests {
             dir: dir.path().to_path_buf(),
             rate: Rate::new(10, 1).unwrap(),
         };
-        let mut s = Source::open(&spec, true).unwrap();
+        let mut s = Source::open(&spec, None).unwrap();
         let times: Vec<u128> = (0..7)
             .map(|_| s.next_frame().unwrap().unwrap().captured_at().unwrap().as_millis())
             .collect();
         assert_eq!(times, [0, 100, 200, 300, 400, 500, 600]);
         assert_eq!(s.laps(), 2);
-        let mut once = Source::open(&spec, false).unwrap();
+        let mut once = Source::open(&spec, Some(1)).unwrap();
         let mut n = 0;
         while once.next_frame().unwrap().is_some() {
             n += 1;
         }
         assert_eq!(n, 3);
         let spec: SourceSpec = "pattern:smpte@64x48@25".parse().unwrap();
-        let mut p = Source::open(&spec, false).unwrap();
+        let mut p = Source::open(&spec, Some(1)).unwrap();
         let f = p.next_frame().unwrap().unwrap();
         assert_eq!((f.width(), f.height()), (64, 48));
         let f2 = p.next_frame().unwrap().unwrap();
         assert_eq!(f2.captured_at(), Some(Duration::from_millis(40)));
         assert!(matches!(
-            Source::open(&SourceSpec::Images { dir: dir.path().join("none"), rate: Rate::new(1, 1).unwrap() }, false),
+            Source::open(&SourceSpec::Images { dir: dir.path().join("none"), rate: Rate::new(1, 1).unwrap() }, Some(1)),
             Err(SourceError::Directory { .. })
         ));
     }

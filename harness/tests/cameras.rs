@@ -1,0 +1,194 @@
+//! Several cameras through the simulated node: every frame accounted for in report.json, the
+//! same seed reproducing the same report, `{camera}` expanding per camera.
+
+use std::path::Path;
+use std::process::Command;
+
+use testkit::probe;
+
+const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+
+fn replay(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_telescope"))
+        .arg("replay")
+        .args(args)
+        .output()
+        .expect("the telescope binary runs");
+    assert!(
+        output.status.success(),
+        "replay failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = args
+        .iter()
+        .position(|a| *a == "--report")
+        .map(|i| args[i + 1])
+        .expect("--report DIR");
+    serde_json::from_slice(&std::fs::read(Path::new(dir).join("report.json")).unwrap()).unwrap()
+}
+
+fn accounted(camera: &serde_json::Value) {
+    let n = |k: &str| camera[k].as_u64().unwrap_or_else(|| panic!("{k} in {camera}"));
+    let dropped: u64 = camera["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        n("frames_in"),
+        n("camera_lost") + n("superseded") + n("pending") + n("frames_put"),
+        "{camera}"
+    );
+    assert_eq!(n("frames_put"), n("frames_pushed") + dropped, "{camera}");
+}
+
+#[test]
+fn four_cameras_of_vtest_on_a_virtual_clock_account_for_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cam-{camera}.mkv");
+    let report_dir = dir.path().join("report");
+    let report = replay(&[
+        VTEST,
+        "--cameras",
+        "4",
+        "--sink",
+        &format!("file:{}", out.display()),
+        "--virtual-clock",
+        "--jitter-ms",
+        "20",
+        "--drop",
+        "0.02",
+        "--app-ms",
+        "60:20",
+        "--duration",
+        "20s",
+        "--seed",
+        "5",
+        "--report",
+        report_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(report["schema_version"], 1);
+    let cameras = report["cameras"].as_array().unwrap();
+    assert_eq!(cameras.len(), 4);
+    for (i, c) in cameras.iter().enumerate() {
+        accounted(c);
+        assert_eq!(c["name"], i.to_string());
+        // 20 s of 10 fps footage; the app (60 ms per iteration) keeps up with 10 fps.
+        let frames_in = c["frames_in"].as_u64().unwrap();
+        assert!((199..=202).contains(&frames_in), "{c}");
+        assert!(c["camera_lost"].as_u64().unwrap() > 0, "{c}");
+        let file = dir.path().join(format!("cam-{i}.mkv"));
+        let p = probe(&file);
+        assert_eq!((p.width, p.height, p.rate.as_str()), (768, 576, "10/1"));
+        assert_eq!(p.frames, c["frames_out"].as_u64().unwrap(), "{c}");
+        let p50 = c["input_interval_ms"]["p50"].as_f64().unwrap();
+        assert!((80.0..=120.0).contains(&p50), "{c}");
+    }
+    // Cameras have their own seeds: their timing differs.
+    assert_ne!(cameras[0]["input_interval_ms"], cameras[1]["input_interval_ms"]);
+}
+
+/// Everything in the report except what depends on the machine's speed.
+fn stable(report: &serde_json::Value) -> serde_json::Value {
+    let mut r = report.clone();
+    r["wall_seconds"] = 0.into();
+    for c in r["cameras"].as_array_mut().unwrap() {
+        c["put_latency_us"] = serde_json::Value::Null;
+    }
+    r
+}
+
+#[test]
+fn the_same_seed_gives_the_same_report_and_another_seed_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |seed: &str, name: &str| {
+        let report_dir = dir.path().join(name);
+        let out = dir.path().join(format!("{name}-{{camera}}.mkv"));
+        replay(&[
+            "pattern:ball@160x120@30",
+            "pattern:smpte@160x120@25",
+            "--sink",
+            &format!("file:{}", out.display()),
+            "--fps",
+            "30",
+            "--camera-fps",
+            "29.97",
+            "--virtual-clock",
+            "--jitter-ms",
+            "15",
+            "--jitter-dist",
+            "normal",
+            "--drop",
+            "0.03",
+            "--drop-burst",
+            "2",
+            "--stall-every",
+            "5",
+            "--stall-ms",
+            "800",
+            "--app-ms",
+            "30:15",
+            "--duration",
+            "12",
+            "--seed",
+            seed,
+            "--report",
+            report_dir.to_str().unwrap(),
+        ])
+    };
+    let a = run("42", "a");
+    let b = run("42", "b");
+    let c = run("43", "c");
+    assert_eq!(stable(&a), stable(&b));
+    assert_ne!(stable(&a), stable(&c));
+    for cam in a["cameras"].as_array().unwrap() {
+        accounted(cam);
+        assert!(cam["superseded"].as_u64().unwrap() > 0, "a slow app: {cam}");
+        assert!(cam["cached_iterations"].as_u64().unwrap() > 0, "{cam}");
+    }
+}
+
+#[test]
+fn graph_cameras_name_the_streams_and_inconsistent_graphs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("graph.json");
+    let text = r#"{"nodeGraph":{"packages":[{"name":"1::APP"},{"name":"panorama::abstract_rtsp_media_source"}],
+      "nodes":[{"name":"door","interface":"panorama::abstract_rtsp_media_source.rtsp_v1_interface"},
+               {"name":"yard","interface":"panorama::abstract_rtsp_media_source.rtsp_v1_interface"},
+               {"name":"code","interface":"1::APP.interface"}],
+      "edges":[{"producer":"door.video_out","consumer":"code.video_in"},
+               {"producer":"yard.video_out","consumer":"code.video_in"}]}}"#;
+    std::fs::write(&graph, text).unwrap();
+    let report_dir = dir.path().join("r");
+    let report = replay(&[
+        "pattern:ball@64x48@10",
+        "--graph",
+        graph.to_str().unwrap(),
+        "--sink",
+        &format!("file:{}/{{camera}}.mkv", dir.path().display()),
+        "--virtual-clock",
+        "--duration",
+        "3",
+        "--report",
+        report_dir.to_str().unwrap(),
+    ]);
+    let names: Vec<&str> = report["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["door", "yard"]);
+    assert!(dir.path().join("door.mkv").exists() && dir.path().join("yard.mkv").exists());
+
+    std::fs::write(&graph, text.replace("code.video_in\"},", "ghost.video_in\"},")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_telescope"))
+        .args(["replay", "pattern:ball", "--graph", graph.to_str().unwrap(), "--sink", "file:/tmp/never.mkv"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`ghost` does not exist"), "{stderr}");
+}
