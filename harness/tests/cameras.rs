@@ -192,3 +192,92 @@ fn graph_cameras_name_the_streams_and_inconsistent_graphs_are_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`ghost` does not exist"), "{stderr}");
 }
+
+#[test]
+fn a_scene_is_drawn_on_every_streamed_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.json");
+    std::fs::write(
+        &scene,
+        r##"{"annotations":[{"type":"rect","rect":[0.25,0.25,0.75,0.75],"color":"#ffffff","fill":true},
+            {"type":"timestamp"}]}"##,
+    )
+    .unwrap();
+    let out = dir.path().join("out.mkv");
+    let report_dir = dir.path().join("r");
+    let report = replay(&[
+        "pattern:black@160x120@10",
+        "--sink",
+        &format!("file:{}", out.display()),
+        "--scene",
+        scene.to_str().unwrap(),
+        "--virtual-clock",
+        "--duration",
+        "3",
+        "--report",
+        report_dir.to_str().unwrap(),
+    ]);
+    let frames = report["cameras"][0]["frames_out"].as_u64().unwrap();
+    assert!(frames >= 29, "{report}");
+    let mut decoded = simulator::Footage::open(&out).unwrap();
+    let mut n = 0;
+    while let Some(f) = decoded.next_frame().unwrap() {
+        let px = |x: usize, y: usize| f.data()[y * f.stride() + x * 3];
+        // Inside the box white, outside black (H.264 moves values a little).
+        assert!(px(80, 60) > 230, "frame {n}: {}", px(80, 60));
+        assert!(px(20, 100) < 30, "frame {n}: {}", px(20, 100));
+        n += 1;
+    }
+    assert_eq!(n, frames);
+}
+
+#[test]
+fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.json");
+    std::fs::write(
+        &scene,
+        r##"{"annotations":[{"type":"bounding_box","rect":[0.3,0.4,0.4,0.6],"label":"person","confidence":0.9},
+            {"type":"label","text":"","at":[0,0]}]}"##,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_telescope"))
+            .arg("annotate")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("frame.png");
+    let o = run(&[
+        "--image", VTEST, "--frame", "5", "--scene", scene.to_str().unwrap(), "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("drew 1 of 2 annotations on 768x576"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("annotation 1 drew nothing: empty text"));
+    let image = simulator::images::read_png(&out).unwrap();
+    assert_eq!((image.width(), image.height()), (768, 576));
+    // And on the PNG just written.
+    let again = dir.path().join("again.png");
+    let o = run(&["--image", out.to_str().unwrap(), "--scene", scene.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    assert!(o.status.success());
+
+    let one_line = |o: &std::process::Output, needle: &str| {
+        assert_eq!(o.status.code(), Some(2));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(e.contains(needle), "`{needle}` in {e}");
+    };
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0.5, 0.5, 0.1, 0.9]}\n]}").unwrap();
+    let o = run(&["--image", out.to_str().unwrap(), "--scene", bad.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    one_line(&o, "inverted");
+    std::fs::write(&bad, "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0, 0, 1,]}\n]}").unwrap();
+    let o = run(&["--image", out.to_str().unwrap(), "--scene", bad.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    one_line(&o, "line 2 column");
+    std::fs::write(&bad, b"{\"annotations\": [\xff]}").unwrap();
+    let o = run(&["--image", out.to_str().unwrap(), "--scene", bad.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    one_line(&o, "not UTF-8");
+    let o = run(&["--image", VTEST, "--frame", "100000", "--scene", scene.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    one_line(&o, "there is no frame 100000");
+}

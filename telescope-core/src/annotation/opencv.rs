@@ -5,7 +5,7 @@
 //! drawn as `?`. I420 and NV12 frames are drawn on their luma plane (annotations appear in
 //! shades of gray).
 
-use opencv::core::{Mat, MatTraitConst, Point as CvPoint, Rect as CvRect, Scalar, Vector};
+use opencv::core::{Mat, MatTrait, MatTraitConst, Point as CvPoint, Rect as CvRect, Scalar, Vector};
 use opencv::imgproc;
 use time::OffsetDateTime;
 
@@ -27,6 +27,8 @@ pub enum Channels {
     Rgb,
     /// 1 channel: the color's luma.
     Gray,
+    /// A coverage mask: every color is 255.
+    Mask,
 }
 
 impl Channels {
@@ -36,6 +38,7 @@ impl Channels {
             Channels::Bgr => Scalar::new(b, g, r, 0.0),
             Channels::Rgb => Scalar::new(r, g, b, 0.0),
             Channels::Gray => Scalar::all((c.brightness() * 255.0).round()),
+            Channels::Mask => Scalar::all(255.0),
         }
     }
 }
@@ -326,26 +329,9 @@ fn stroke_shape(
             color,
             thickness,
         } => imgproc::circle(img, at(*center), *radius, channels.scalar(*color), *thickness, LINE, 0),
-        Shape::Text {
-            color, background, ..
-        } => {
+        Shape::Text { color, .. } => {
+            // The background is drawn by the caller, before the text.
             let Some(t) = text else { return Ok(()) };
-            if let Some(bg) = background {
-                let b = t.bounds;
-                // The background's own alpha is applied by the caller when it is translucent;
-                // here it is drawn opaque only when the text color is the translucent one.
-                if bg.a == 255 {
-                    imgproc::rectangle(
-                        img,
-                        CvRect::new(b.x - offset.x, b.y - offset.y, b.width, b.height),
-                        channels.scalar(*bg),
-                        imgproc::FILLED,
-                        imgproc::LINE_8,
-                        0,
-                    )
-                    .map_err(cv)?;
-                }
-            }
             imgproc::put_text(
                 img,
                 &t.text,
@@ -362,26 +348,60 @@ fn stroke_shape(
     .map_err(cv)
 }
 
-/// Draws `region` of `mat` through `f` at opacity `alpha` (0-255).
+/// Draws through `f` at opacity `alpha` (0-255) of `color`. Opaque shapes are drawn
+/// directly; translucent ones are drawn as a coverage mask over `region`, then blended pixel by
+/// pixel where the mask is set (anti-aliased edges blend by their coverage), so the cost is one
+/// small mask and one pass over the shape's box, not copies of the image.
 fn blend(
     mat: &mut Mat,
+    channels: Channels,
+    color: Color,
     region: CvRect,
-    alpha: u8,
-    f: impl FnOnce(&mut Mat, CvPoint) -> Result<(), DrawError>,
+    f: impl FnOnce(&mut Mat, Channels, CvPoint) -> Result<(), DrawError>,
 ) -> Result<(), DrawError> {
+    let alpha = color.a;
     if alpha == 0 {
         return Ok(());
     }
     if alpha == 255 {
         // Opaque: draw straight on the image (it clips).
-        return f(mat, CvPoint::new(0, 0));
+        return f(mat, channels, CvPoint::new(0, 0));
     }
-    let mut roi = Mat::roi_mut(mat, region).map_err(cv)?;
-    let original = roi.try_clone().map_err(cv)?;
-    let mut layer = original.try_clone().map_err(cv)?;
-    f(&mut layer, CvPoint::new(region.x, region.y))?;
-    let a = f64::from(alpha) / 255.0;
-    opencv::core::add_weighted(&layer, a, &original, 1.0 - a, 0.0, &mut roi, -1).map_err(cv)
+    let mut mask = Mat::new_rows_cols_with_default(
+        region.height,
+        region.width,
+        opencv::core::CV_8UC1,
+        Scalar::all(0.0),
+    )
+    .map_err(cv)?;
+    f(&mut mask, Channels::Mask, CvPoint::new(region.x, region.y))?;
+    let target = channels.scalar(color);
+    let n = if channels == Channels::Gray { 1 } else { 3 };
+    let value: [i32; 3] = [target[0] as i32, target[1] as i32, target[2] as i32];
+    let width = region.width as usize;
+    for y in 0..region.height {
+        let m = mask.ptr(y).map_err(cv)?;
+        let row = mat.ptr_mut(region.y + y).map_err(cv)?;
+        // SAFETY: `mask` is region.width bytes wide; `region` lies inside `mat` (clipped by
+        // the caller), so row `region.y + y` has `n` bytes per pixel from `region.x` on.
+        let (m, px) = unsafe {
+            (
+                std::slice::from_raw_parts(m, width),
+                std::slice::from_raw_parts_mut(row.add(region.x as usize * n), width * n),
+            )
+        };
+        for (x, &cover) in m.iter().enumerate() {
+            if cover == 0 {
+                continue;
+            }
+            let k = i32::from(alpha) * i32::from(cover) / 255;
+            for (c, v) in px[x * n..x * n + n].iter_mut().zip(value) {
+                let old = i32::from(*c);
+                *c = (old + (v - old) * k / 255) as u8;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), DrawError> {
@@ -399,13 +419,13 @@ fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), Dr
         let Some(region) = clip(placed.bounds, w, h) else {
             return Ok(());
         };
-        if let Some(bg) = background.filter(|bg| bg.a < 255) {
+        if let Some(bg) = *background {
             let b = placed.bounds;
-            blend(mat, region, bg.a, |img, off| {
+            blend(mat, channels, bg, region, |img, ch, off| {
                 imgproc::rectangle(
                     img,
                     CvRect::new(b.x - off.x, b.y - off.y, b.width, b.height),
-                    channels.scalar(bg),
+                    ch.scalar(bg),
                     imgproc::FILLED,
                     imgproc::LINE_8,
                     0,
@@ -413,8 +433,8 @@ fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), Dr
                 .map_err(cv)
             })?;
         }
-        return blend(mat, region, color.a, |img, off| {
-            stroke_shape(img, channels, shape, Some(&placed), off)
+        return blend(mat, channels, *color, region, |img, ch, off| {
+            stroke_shape(img, ch, shape, Some(&placed), off)
         });
     }
     let color = match shape {
@@ -427,8 +447,8 @@ fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), Dr
     let Some(region) = clip(bounds(shape), w, h) else {
         return Ok(());
     };
-    blend(mat, region, color.a, |img, off| {
-        stroke_shape(img, channels, shape, None, off)
+    blend(mat, channels, color, region, |img, ch, off| {
+        stroke_shape(img, ch, shape, None, off)
     })
 }
 
