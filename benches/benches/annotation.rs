@@ -18,24 +18,51 @@ pub fn mixed_scene() -> Scene {
         ));
     }
     for i in 0..20 {
-        parts.push(format!(r##"{{"type":"label","text":"label {i}","at":[{},{}],"background":"#00000080"}}"##, at(i, 2), at(i, 3)));
+        parts.push(format!(
+            r##"{{"type":"label","text":"label {i}","at":[{},{}],"background":"#00000080"}}"##,
+            at(i, 2),
+            at(i, 3)
+        ));
     }
     for i in 0..15 {
-        parts.push(format!(r#"{{"type":"line","from":[{},{}],"to":[{},{}],"thickness":3}}"#, at(i, 4), at(i, 5), at(i, 6), at(i, 7)));
+        parts.push(format!(
+            r#"{{"type":"line","from":[{},{}],"to":[{},{}],"thickness":3}}"#,
+            at(i, 4),
+            at(i, 5),
+            at(i, 6),
+            at(i, 7)
+        ));
     }
-    let styles = ["cross", "plus", "diamond", "square", "triangle", "star", "circle"];
+    let styles = [
+        "cross", "plus", "diamond", "square", "triangle", "star", "circle",
+    ];
     for i in 0..15 {
-        parts.push(format!(r#"{{"type":"marker","at":[{},{}],"style":"{}"}}"#, at(i, 8), at(i, 9), styles[i % 7]));
+        parts.push(format!(
+            r#"{{"type":"marker","at":[{},{}],"style":"{}"}}"#,
+            at(i, 8),
+            at(i, 9),
+            styles[i % 7]
+        ));
     }
     for i in 0..5 {
-        let fill = if i < 2 { r##","fill":true,"color":"#ffff0060""## } else { "" };
+        let fill = if i < 2 {
+            r##","fill":true,"color":"#ffff0060""##
+        } else {
+            ""
+        };
         parts.push(format!(
             r#"{{"type":"polyline","points":[[{},{}],[{},{}],[{},{}],[{},{}]],"closed":true{fill}}}"#,
             at(i, 10), at(i, 11), at(i, 12), at(i, 13), at(i, 14), at(i, 15), at(i, 16), at(i, 17)
         ));
     }
     for i in 0..4 {
-        parts.push(format!(r##"{{"type":"rect","rect":[{},{},{},{}],"color":"#ff0000"}}"##, at(i, 18), at(i, 19), at(i, 18) + 0.1, at(i, 19) + 0.1));
+        parts.push(format!(
+            r##"{{"type":"rect","rect":[{},{},{},{}],"color":"#ff0000"}}"##,
+            at(i, 18),
+            at(i, 19),
+            at(i, 18) + 0.1,
+            at(i, 19) + 0.1
+        ));
     }
     parts.push(r#"{"type":"timestamp","time":"2026-11-30T07:15:09Z"}"#.to_owned());
     let json = format!(r#"{{"annotations":[{}]}}"#, parts.join(","));
@@ -45,7 +72,8 @@ pub fn mixed_scene() -> Scene {
 fn rendering(c: &mut Criterion) {
     let scene = mixed_scene();
     assert_eq!(scene.annotations.len(), 100);
-    let mut frame = Frame::from_vec(vec![90u8; 1920 * 1080 * 3], PixelFormat::Bgr8, 1920, 1080).unwrap();
+    let mut frame =
+        Frame::from_vec(vec![90u8; 1920 * 1080 * 3], PixelFormat::Bgr8, 1920, 1080).unwrap();
     c.bench_function("annotation/100 mixed on 1080p (layout + draw)", |b| {
         b.iter(|| FrameDriver::new(&mut frame).draw(&scene, None).unwrap())
     });

@@ -51,8 +51,7 @@ pub struct Difference {
 impl Difference {
     /// Whether this is within `tolerance`.
     pub fn within(&self, tolerance: Tolerance) -> bool {
-        !self.shape_mismatch
-            && self.differing as f64 <= tolerance.max_fraction * self.total as f64
+        !self.shape_mismatch && self.differing as f64 <= tolerance.max_fraction * self.total as f64
     }
 }
 
@@ -130,7 +129,12 @@ pub fn diff_image(actual: &Frame, expected: &Frame, tolerance: Tolerance) -> Opt
         let a = &actual.data()[y * actual.stride()..][..w * c];
         let e = &expected.data()[y * expected.stride()..][..w * c];
         for (pa, pe) in a.chunks_exact(c).zip(e.chunks_exact(c)) {
-            let d = pa.iter().zip(pe).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0);
+            let d = pa
+                .iter()
+                .zip(pe)
+                .map(|(x, y)| x.abs_diff(*y))
+                .max()
+                .unwrap_or(0);
             if d > tolerance.channel {
                 out.extend_from_slice(&[0, 0, 255]);
             } else {

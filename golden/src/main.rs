@@ -38,7 +38,10 @@ fn main() -> ExitCode {
                     println!("  current:  {}", cur.display());
                     println!(
                         "  diff:     {}",
-                        golden.reports.join(format!("{}.diff.png", p.name)).display()
+                        golden
+                            .reports
+                            .join(format!("{}.diff.png", p.name))
+                            .display()
                     );
                 }
             }

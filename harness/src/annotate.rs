@@ -50,7 +50,10 @@ fn load(path: &Path, index: u64) -> Result<Frame> {
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if is_png {
         if index > 0 {
-            bail!("{} is a still image: it has no frame {index}", path.display());
+            bail!(
+                "{} is a still image: it has no frame {index}",
+                path.display()
+            );
         }
         return Ok(read_png(path)?);
     }
@@ -62,7 +65,10 @@ fn load(path: &Path, index: u64) -> Result<Frame> {
         }
         n += 1;
     }
-    bail!("{} has {n} frames: there is no frame {index}", path.display())
+    bail!(
+        "{} has {n} frames: there is no frame {index}",
+        path.display()
+    )
 }
 
 pub fn run(args: AnnotateArgs) -> Result<()> {
@@ -72,7 +78,10 @@ pub fn run(args: AnnotateArgs) -> Result<()> {
         .draw(&scene, Some(time::OffsetDateTime::now_utc()))
         .context("cannot draw the scene")?;
     for (index, skip) in &report.skipped {
-        eprintln!("telescope: annotation {index} drew nothing: {}", skip.reason());
+        eprintln!(
+            "telescope: annotation {index} drew nothing: {}",
+            skip.reason()
+        );
     }
     write_png(&args.out, &frame)?;
     println!(

@@ -20,7 +20,9 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h)")),
     };
     if !seconds.is_finite() || seconds <= 0.0 || seconds > 366.0 * 86400.0 {
-        return Err(format!("`{s}` must be a positive duration of at most a year"));
+        return Err(format!(
+            "`{s}` must be a positive duration of at most a year"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -22,7 +22,8 @@ use crate::sinks::{KvsOptions, Sinks};
 
 /// Arguments of `telescope replay`.
 #[derive(Debug, Args)]
-#[command(after_help = "Sources: a file GStreamer decodes, a URI (rtsp://, http://, file://), \
+#[command(
+    after_help = "Sources: a file GStreamer decodes, a URI (rtsp://, http://, file://), \
 images:DIR[@RATE] (PNG files in name order), pattern:NAME[@WxH][@RATE] (videotestsrc).
 
 Examples:
@@ -30,7 +31,8 @@ Examples:
   telescope replay vtest.avi --sink rtsp://0.0.0.0:8554/cam --loops 0
   telescope replay a.avi b.avi --cameras 4 --sink file:out-{camera}.mkv --virtual-clock \\
       --jitter-ms 20 --drop 0.02 --duration 60 --report run1
-  telescope replay pattern:ball@1280x720@30 --sink kvs://lobby?region=us-east-1 --duration 10m")]
+  telescope replay pattern:ball@1280x720@30 --sink kvs://lobby?region=us-east-1 --duration 10m"
+)]
 pub struct ReplayArgs {
     /// Camera sources; reused in turn when --cameras asks for more.
     #[arg(required = true, value_name = "SOURCE")]
@@ -143,13 +145,21 @@ fn cameras(args: &ReplayArgs) -> Result<Vec<(String, SourceSpec)>> {
             let graph = Graph::parse(&text).with_context(|| format!("{}", path.display()))?;
             let problems = graph.problems();
             if !problems.is_empty() {
-                bail!("{} is inconsistent: {}", path.display(), problems.join("; "));
+                bail!(
+                    "{} is inconsistent: {}",
+                    path.display(),
+                    problems.join("; ")
+                );
             }
             let mut names = graph.cameras();
             if let Some(n) = args.cameras {
                 names.truncate(n);
                 if names.len() < n {
-                    bail!("--cameras {n}, but {} has {} cameras", path.display(), names.len());
+                    bail!(
+                        "--cameras {n}, but {} has {} cameras",
+                        path.display(),
+                        names.len()
+                    );
                 }
             }
             names
@@ -193,7 +203,11 @@ fn app_time(spec: Option<&str>) -> Result<AppTime> {
 }
 
 /// The camera model the flags describe, or `None` when none of them is given.
-fn camera_model(args: &ReplayArgs, declared: Option<Rate>, seed: u64) -> Result<Option<TimingConfig>> {
+fn camera_model(
+    args: &ReplayArgs,
+    declared: Option<Rate>,
+    seed: u64,
+) -> Result<Option<TimingConfig>> {
     if args.jitter_ms.is_none()
         && args.drop == 0.0
         && args.stall_every.is_none()
@@ -333,32 +347,33 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     );
     let mut lanes = Vec::with_capacity(plan.len());
     let encoder = telescope::EncoderKind::parse(&args.encoder)?;
-    let make = |name: &str, configs: Vec<SinkConfig>, overlay: Option<Overlay>| -> Result<Telescope> {
-        let mut builder = TelescopeConfig::builder()
-            .clock(clock.clone())
-            .name(name)
-            .encoder(telescope::EncoderConfig {
-                kind: encoder.clone(),
-                ..Default::default()
-            });
-        if let Some(fps) = args.fps {
-            builder = builder.fps(fps);
-        }
-        if let (Some(w), Some(h)) = (args.width, args.height) {
-            builder = builder.size(w, h);
-        }
-        if let Some(o) = overlay {
-            builder = builder.overlay(o);
-        }
-        for sink in configs {
-            builder = builder.sink(sink);
-        }
-        let telescope = Telescope::new(builder.build()).context("bad configuration")?;
-        telescope
-            .start()
-            .with_context(|| format!("camera {name}: cannot start streaming"))?;
-        Ok(telescope)
-    };
+    let make =
+        |name: &str, configs: Vec<SinkConfig>, overlay: Option<Overlay>| -> Result<Telescope> {
+            let mut builder = TelescopeConfig::builder()
+                .clock(clock.clone())
+                .name(name)
+                .encoder(telescope::EncoderConfig {
+                    kind: encoder.clone(),
+                    ..Default::default()
+                });
+            if let Some(fps) = args.fps {
+                builder = builder.fps(fps);
+            }
+            if let (Some(w), Some(h)) = (args.width, args.height) {
+                builder = builder.size(w, h);
+            }
+            if let Some(o) = overlay {
+                builder = builder.overlay(o);
+            }
+            for sink in configs {
+                builder = builder.sink(sink);
+            }
+            let telescope = Telescope::new(builder.build()).context("bad configuration")?;
+            telescope
+                .start()
+                .with_context(|| format!("camera {name}: cannot start streaming"))?;
+            Ok(telescope)
+        };
     for (name, source) in &plan {
         let kvs_before = sinks.kvs.len();
         let configs = sinks.build(&args.sinks, name)?;
@@ -402,7 +417,10 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         for stream in streams {
             // A camera without any frame yet has no stream: match by name, not position.
             let Some(lane) = lanes.iter_mut().find(|l| l.name == stream.stream_id) else {
-                return Err(NodeError::Output(format!("unknown camera {}", stream.stream_id)));
+                return Err(NodeError::Output(format!(
+                    "unknown camera {}",
+                    stream.stream_id
+                )));
             };
             let frame = stream
                 .rendered()

@@ -145,7 +145,8 @@ impl Report {
     /// Reads `DIR/report.json`.
     pub fn read(dir: &Path) -> Result<Report> {
         let path = dir.join("report.json");
-        let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_slice(&text).with_context(|| format!("{} is not a report", path.display()))
     }
 }
@@ -158,7 +159,10 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let v: Vec<u64> = (1..=100).collect();
         let p = Percentiles::of(&v, 1.0);
-        assert_eq!((p.count, p.p50, p.p90, p.p99, p.max), (100, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (p.count, p.p50, p.p90, p.p99, p.max),
+            (100, 50.0, 90.0, 99.0, 100.0)
+        );
         assert_eq!(Percentiles::of(&[], 1.0), Percentiles::default());
         assert_eq!(Percentiles::of(&[7000], 1e-3).p50, 7.0);
     }

@@ -165,8 +165,8 @@ impl Sinks {
                 if self.options.create {
                     config.create = Some(CreateStreamOptions::default());
                 }
-                let sink = KvsSink::connect(config)
-                    .with_context(|| format!("cannot stream to {spec}"))?;
+                let sink =
+                    KvsSink::connect(config).with_context(|| format!("cannot stream to {spec}"))?;
                 self.kvs.push(sink.clone());
                 configs.push(SinkConfig::Kvs(sink));
             } else {

@@ -29,7 +29,11 @@ fn replay(args: &[&str]) -> serde_json::Value {
 }
 
 fn accounted(camera: &serde_json::Value) {
-    let n = |k: &str| camera[k].as_u64().unwrap_or_else(|| panic!("{k} in {camera}"));
+    let n = |k: &str| {
+        camera[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {camera}"))
+    };
     let dropped: u64 = camera["dropped"]
         .as_object()
         .unwrap()
@@ -87,7 +91,10 @@ fn four_cameras_of_vtest_on_a_virtual_clock_account_for_every_frame() {
         assert!((80.0..=120.0).contains(&p50), "{c}");
     }
     // Cameras have their own seeds: their timing differs.
-    assert_ne!(cameras[0]["input_interval_ms"], cameras[1]["input_interval_ms"]);
+    assert_ne!(
+        cameras[0]["input_interval_ms"],
+        cameras[1]["input_interval_ms"]
+    );
 }
 
 /// Everything in the report except what depends on the machine's speed.
@@ -183,9 +190,20 @@ fn graph_cameras_name_the_streams_and_inconsistent_graphs_are_refused() {
     assert_eq!(names, ["door", "yard"]);
     assert!(dir.path().join("door.mkv").exists() && dir.path().join("yard.mkv").exists());
 
-    std::fs::write(&graph, text.replace("code.video_in\"},", "ghost.video_in\"},")).unwrap();
+    std::fs::write(
+        &graph,
+        text.replace("code.video_in\"},", "ghost.video_in\"},"),
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_telescope"))
-        .args(["replay", "pattern:ball", "--graph", graph.to_str().unwrap(), "--sink", "file:/tmp/never.mkv"])
+        .args([
+            "replay",
+            "pattern:ball",
+            "--graph",
+            graph.to_str().unwrap(),
+            "--sink",
+            "file:/tmp/never.mkv",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -250,7 +268,14 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
     };
     let out = dir.path().join("frame.png");
     let o = run(&[
-        "--image", VTEST, "--frame", "5", "--scene", scene.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--image",
+        VTEST,
+        "--frame",
+        "5",
+        "--scene",
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("drew 1 of 2 annotations on 768x576"));
@@ -259,7 +284,14 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
     assert_eq!((image.width(), image.height()), (768, 576));
     // And on the PNG just written.
     let again = dir.path().join("again.png");
-    let o = run(&["--image", out.to_str().unwrap(), "--scene", scene.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    let o = run(&[
+        "--image",
+        out.to_str().unwrap(),
+        "--scene",
+        scene.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
 
     let one_line = |o: &std::process::Output, needle: &str| {
@@ -269,15 +301,53 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
         assert!(e.contains(needle), "`{needle}` in {e}");
     };
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0.5, 0.5, 0.1, 0.9]}\n]}").unwrap();
-    let o = run(&["--image", out.to_str().unwrap(), "--scene", bad.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    std::fs::write(
+        &bad,
+        "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0.5, 0.5, 0.1, 0.9]}\n]}",
+    )
+    .unwrap();
+    let o = run(&[
+        "--image",
+        out.to_str().unwrap(),
+        "--scene",
+        bad.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     one_line(&o, "inverted");
-    std::fs::write(&bad, "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0, 0, 1,]}\n]}").unwrap();
-    let o = run(&["--image", out.to_str().unwrap(), "--scene", bad.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    std::fs::write(
+        &bad,
+        "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0, 0, 1,]}\n]}",
+    )
+    .unwrap();
+    let o = run(&[
+        "--image",
+        out.to_str().unwrap(),
+        "--scene",
+        bad.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     one_line(&o, "line 2 column");
     std::fs::write(&bad, b"{\"annotations\": [\xff]}").unwrap();
-    let o = run(&["--image", out.to_str().unwrap(), "--scene", bad.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    let o = run(&[
+        "--image",
+        out.to_str().unwrap(),
+        "--scene",
+        bad.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     one_line(&o, "not UTF-8");
-    let o = run(&["--image", VTEST, "--frame", "100000", "--scene", scene.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    let o = run(&[
+        "--image",
+        VTEST,
+        "--frame",
+        "100000",
+        "--scene",
+        scene.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     one_line(&o, "there is no frame 100000");
 }

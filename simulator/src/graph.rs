@@ -174,16 +174,25 @@ mod tests {
     #[test]
     fn inconsistencies_are_all_reported() {
         let bad = GOOD
-            .replace(r#""consumer":"code_node.video_in"},
-               {"producer":"lobby"#, r#""consumer":"ghost.video_in"},
-               {"producer":"lobby"#)
+            .replace(
+                r#""consumer":"code_node.video_in"},
+               {"producer":"lobby"#,
+                r#""consumer":"ghost.video_in"},
+               {"producer":"lobby"#,
+            )
             .replace("123456789012::APP.interface", "other::APP.interface")
-            .replace(r#"{"producer":"lobby.video_out","consumer":"code_node.video_in"},"#, "");
+            .replace(
+                r#"{"producer":"lobby.video_out","consumer":"code_node.video_in"},"#,
+                "",
+            );
         let g = Graph::parse(&bad).unwrap();
         let problems = g.problems().join("\n");
         assert!(problems.contains("`ghost` does not exist"), "{problems}");
         assert!(problems.contains("package `other::APP`"), "{problems}");
-        assert!(problems.contains("camera `lobby` feeds no node"), "{problems}");
+        assert!(
+            problems.contains("camera `lobby` feeds no node"),
+            "{problems}"
+        );
         let err = Graph::parse("{\n\"nodeGraph\": [}").unwrap_err();
         assert_eq!(err.line, 2);
     }

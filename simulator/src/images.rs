@@ -53,7 +53,10 @@ pub fn read_png(path: &Path) -> Result<Frame, ImageError> {
     let src = &buf[..info.buffer_size()];
     let (data, format) = match info.color_type {
         png::ColorType::Grayscale => (src.to_vec(), PixelFormat::Gray8),
-        png::ColorType::GrayscaleAlpha => (src.chunks_exact(2).map(|p| p[0]).collect(), PixelFormat::Gray8),
+        png::ColorType::GrayscaleAlpha => (
+            src.chunks_exact(2).map(|p| p[0]).collect(),
+            PixelFormat::Gray8,
+        ),
         png::ColorType::Rgb => {
             let mut out = Vec::with_capacity(pixels * 3);
             for p in src.chunks_exact(3) {
@@ -131,7 +134,10 @@ mod tests {
         let gray = Frame::from_vec((0..12).collect(), PixelFormat::Gray8, 4, 3).unwrap();
         write_png(&p, &gray).unwrap();
         let back = read_png(&p).unwrap();
-        assert_eq!((back.format(), back.data()), (PixelFormat::Gray8, gray.data()));
+        assert_eq!(
+            (back.format(), back.data()),
+            (PixelFormat::Gray8, gray.data())
+        );
         std::fs::write(&p, b"not a png").unwrap();
         assert!(matches!(read_png(&p), Err(ImageError::Decode { .. })));
         assert!(matches!(

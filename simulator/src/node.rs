@@ -15,7 +15,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use telescope::annotation::opencv::FrameDriver;
-use telescope::annotation::{Annotation, Color, DrawError, Driver, MediaCanvas, Point, Rect, Scene};
+use telescope::annotation::{
+    Annotation, Color, DrawError, Driver, MediaCanvas, Point, Rect, Scene,
+};
 use telescope::{Frame, PixelFormat, VirtualClock};
 
 use crate::source::{Source, SourceError, SourceSpec};
@@ -598,7 +600,14 @@ mod tests {
     fn measured_jitter_matches_the_model() {
         for (jitter, mean, sd) in [
             (Jitter::Uniform { max_ms: 20.0 }, 10.0, 20.0 / 12f64.sqrt()),
-            (Jitter::Normal { mean_ms: 15.0, sd_ms: 4.0 }, 15.0, 4.0),
+            (
+                Jitter::Normal {
+                    mean_ms: 15.0,
+                    sd_ms: 4.0,
+                },
+                15.0,
+                4.0,
+            ),
         ] {
             let timing = TimingConfig {
                 jitter,

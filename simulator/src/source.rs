@@ -75,8 +75,14 @@ impl FromStr for SourceSpec {
         if let Some(rest) = s.strip_prefix("pattern:") {
             let mut parts = rest.split('@');
             let pattern = parts.next().unwrap_or_default();
-            if pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(err("pattern name must be a videotestsrc pattern such as smpte or ball"));
+            if pattern.is_empty()
+                || !pattern
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(err(
+                    "pattern name must be a videotestsrc pattern such as smpte or ball",
+                ));
             }
             let (mut width, mut height) = (640, 480);
             let mut rate = Rate::new(30, 1).ok_or_else(|| err("rate"))?;
@@ -299,7 +305,11 @@ mod tests {
         );
         assert!(matches!(
             "pattern:smpte".parse::<SourceSpec>().unwrap(),
-            SourceSpec::Pattern { width: 640, height: 480, .. }
+            SourceSpec::Pattern {
+                width: 640,
+                height: 480,
+                ..
+            }
         ));
         assert!(matches!(
             "images:/tmp/x@5".parse::<SourceSpec>().unwrap(),
@@ -319,7 +329,8 @@ mod tests {
     fn a_looped_pattern_and_an_image_directory_keep_one_timeline() {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..3u8 {
-            let f = Frame::from_vec(vec![i; 4 * 2 * 3], telescope::PixelFormat::Bgr8, 4, 2).unwrap();
+            let f =
+                Frame::from_vec(vec![i; 4 * 2 * 3], telescope::PixelFormat::Bgr8, 4, 2).unwrap();
             crate::images::write_png(&dir.path().join(format!("{i:03}.png")), &f).unwrap();
         }
         let spec = SourceSpec::Images {
@@ -328,7 +339,14 @@ mod tests {
         };
         let mut s = Source::open(&spec, None).unwrap();
         let times: Vec<u128> = (0..7)
-            .map(|_| s.next_frame().unwrap().unwrap().captured_at().unwrap().as_millis())
+            .map(|_| {
+                s.next_frame()
+                    .unwrap()
+                    .unwrap()
+                    .captured_at()
+                    .unwrap()
+                    .as_millis()
+            })
             .collect();
         assert_eq!(times, [0, 100, 200, 300, 400, 500, 600]);
         assert_eq!(s.laps(), 2);
@@ -345,7 +363,13 @@ mod tests {
         let f2 = p.next_frame().unwrap().unwrap();
         assert_eq!(f2.captured_at(), Some(Duration::from_millis(40)));
         assert!(matches!(
-            Source::open(&SourceSpec::Images { dir: dir.path().join("none"), rate: Rate::new(1, 1).unwrap() }, Some(1)),
+            Source::open(
+                &SourceSpec::Images {
+                    dir: dir.path().join("none"),
+                    rate: Rate::new(1, 1).unwrap()
+                },
+                Some(1)
+            ),
             Err(SourceError::Directory { .. })
         ));
     }

@@ -193,7 +193,9 @@ fn marker(style: MarkerStyle, c: Px, r: i32, color: Color, out: &mut Vec<Shape>)
             out.push(line((x - r, y), (x + r, y)));
             out.push(line((x, y - r), (x, y + r)));
         }
-        MarkerStyle::Diamond => out.push(poly(vec![(x, y - r), (x + r, y), (x, y + r), (x - r, y)])),
+        MarkerStyle::Diamond => {
+            out.push(poly(vec![(x, y - r), (x + r, y), (x, y + r), (x - r, y)]))
+        }
         MarkerStyle::Square => out.push(Shape::Rect {
             top_left: (x - r, y - r),
             bottom_right: (x + r, y + r),
@@ -216,7 +218,8 @@ fn marker(style: MarkerStyle, c: Px, r: i32, color: Color, out: &mut Vec<Shape>)
                     } else {
                         f64::from(r) * 0.45
                     };
-                    let angle = -std::f64::consts::FRAC_PI_2 + f64::from(i) * std::f64::consts::PI / 5.0;
+                    let angle =
+                        -std::f64::consts::FRAC_PI_2 + f64::from(i) * std::f64::consts::PI / 5.0;
                     (
                         x + (radius * angle.cos()).round() as i32,
                         y + (radius * angle.sin()).round() as i32,
@@ -414,7 +417,10 @@ mod tests {
         assert_eq!(box_caption(None, None, Some(17)).as_deref(), Some("#17"));
         assert_eq!(box_caption(Some(""), None, None), None);
         assert_eq!(box_color(None, Some(5)), Color::for_track(5));
-        assert_eq!(box_color(Some(Color::rgb(1, 2, 3)), Some(5)), Color::rgb(1, 2, 3));
+        assert_eq!(
+            box_color(Some(Color::rgb(1, 2, 3)), Some(5)),
+            Color::rgb(1, 2, 3)
+        );
     }
 
     #[test]
@@ -428,11 +434,25 @@ mod tests {
         )
         .unwrap();
         let (shapes, skipped) = lower(&scene, 200, 100, None);
-        assert!(matches!(&shapes[0], Shape::Text { at: (199, 0), .. }), "{shapes:?}");
-        assert!(matches!(&shapes[1], Shape::Line { from: (-100, 50), to: (300, 50), .. }));
+        assert!(
+            matches!(&shapes[0], Shape::Text { at: (199, 0), .. }),
+            "{shapes:?}"
+        );
+        assert!(matches!(
+            &shapes[1],
+            Shape::Line {
+                from: (-100, 50),
+                to: (300, 50),
+                ..
+            }
+        ));
         assert_eq!(
             skipped,
-            vec![(2, Skip::EmptyText), (3, Skip::TooFewPoints), (4, Skip::NoTime)]
+            vec![
+                (2, Skip::EmptyText),
+                (3, Skip::TooFewPoints),
+                (4, Skip::NoTime)
+            ]
         );
     }
 
@@ -444,8 +464,12 @@ mod tests {
             Some("2026-11-30 07:15:09")
         );
         assert_eq!(
-            timestamp_text(Some("2020-01-02T03:04:05Z"), Some("[hour]:[minute]"), Some(t))
-                .as_deref(),
+            timestamp_text(
+                Some("2020-01-02T03:04:05Z"),
+                Some("[hour]:[minute]"),
+                Some(t)
+            )
+            .as_deref(),
             Some("03:04")
         );
     }

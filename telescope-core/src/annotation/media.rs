@@ -80,9 +80,9 @@ impl<C: MediaCanvas + ?Sized> Driver for MediaDriver<'_, C> {
                     }
                     None => Err(Skip::NoTime),
                 },
-                Annotation::Line { .. } | Annotation::Marker { .. } | Annotation::Polyline { .. } => {
-                    Err(Skip::Unsupported)
-                }
+                Annotation::Line { .. }
+                | Annotation::Marker { .. }
+                | Annotation::Polyline { .. } => Err(Skip::Unsupported),
             };
             match outcome {
                 Ok(()) => report.drawn += 1,

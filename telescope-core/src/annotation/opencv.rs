@@ -5,7 +5,9 @@
 //! drawn as `?`. I420 and NV12 frames are drawn on their luma plane (annotations appear in
 //! shades of gray).
 
-use opencv::core::{Mat, MatTrait, MatTraitConst, Point as CvPoint, Rect as CvRect, Scalar, Vector};
+use opencv::core::{
+    Mat, MatTrait, MatTraitConst, Point as CvPoint, Rect as CvRect, Scalar, Vector,
+};
 use opencv::imgproc;
 use time::OffsetDateTime;
 
@@ -193,10 +195,23 @@ struct PlacedText {
     bounds: CvRect,
 }
 
-fn place_text(text: &str, at: Px, anchor: Anchor, height: i32, w: i32, h: i32) -> Result<PlacedText, DrawError> {
+fn place_text(
+    text: &str,
+    at: Px,
+    anchor: Anchor,
+    height: i32,
+    w: i32,
+    h: i32,
+) -> Result<PlacedText, DrawError> {
     let text: String = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     let mut base = 0;
     let unit = imgproc::get_text_size(&text, FONT, 1.0, 1, &mut base).map_err(cv)?;
@@ -291,7 +306,15 @@ fn stroke_shape(
             to,
             color,
             thickness,
-        } => imgproc::line(img, at(*from), at(*to), channels.scalar(*color), *thickness, LINE, 0),
+        } => imgproc::line(
+            img,
+            at(*from),
+            at(*to),
+            channels.scalar(*color),
+            *thickness,
+            LINE,
+            0,
+        ),
         Shape::Rect {
             top_left,
             bottom_right,
@@ -318,9 +341,24 @@ fn stroke_shape(
             let mut all = Vector::<Vector<CvPoint>>::new();
             all.push(pts);
             if *fill {
-                imgproc::fill_poly(img, &all, channels.scalar(*color), LINE, 0, CvPoint::new(0, 0))
+                imgproc::fill_poly(
+                    img,
+                    &all,
+                    channels.scalar(*color),
+                    LINE,
+                    0,
+                    CvPoint::new(0, 0),
+                )
             } else {
-                imgproc::polylines(img, &all, *closed, channels.scalar(*color), *thickness, LINE, 0)
+                imgproc::polylines(
+                    img,
+                    &all,
+                    *closed,
+                    channels.scalar(*color),
+                    *thickness,
+                    LINE,
+                    0,
+                )
             }
         }
         Shape::Circle {
@@ -328,7 +366,15 @@ fn stroke_shape(
             radius,
             color,
             thickness,
-        } => imgproc::circle(img, at(*center), *radius, channels.scalar(*color), *thickness, LINE, 0),
+        } => imgproc::circle(
+            img,
+            at(*center),
+            *radius,
+            channels.scalar(*color),
+            *thickness,
+            LINE,
+            0,
+        ),
         Shape::Text { color, .. } => {
             // The background is drawn by the caller, before the text.
             let Some(t) = text else { return Ok(()) };
@@ -546,7 +592,8 @@ mod tests {
             Err(DrawError::Image(_))
         ));
         let mut f32m =
-            Mat::new_rows_cols_with_default(2, 2, opencv::core::CV_32FC1, Scalar::all(0.0)).unwrap();
+            Mat::new_rows_cols_with_default(2, 2, opencv::core::CV_32FC1, Scalar::all(0.0))
+                .unwrap();
         assert!(matches!(
             MatDriver::new(&mut f32m).draw(&Scene::default(), None),
             Err(DrawError::Image(_))

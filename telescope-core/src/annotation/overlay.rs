@@ -97,8 +97,8 @@ mod tests {
     fn invalid_scenes_keep_the_current_one_and_clones_share() {
         let overlay = Overlay::new();
         let app_side = overlay.clone();
-        let good = Scene::from_json(r#"{"annotations":[{"type":"marker","at":[0.5,0.5]}]}"#)
-            .unwrap();
+        let good =
+            Scene::from_json(r#"{"annotations":[{"type":"marker","at":[0.5,0.5]}]}"#).unwrap();
         app_side.set(good.clone()).unwrap();
         let mut bad = good.clone();
         bad.annotations.push(crate::annotation::Annotation::Line {

@@ -154,7 +154,10 @@ pub enum Annotation {
         #[serde(default = "default_text_size")]
         size: f64,
         /// A filled box behind the text (default translucent black).
-        #[serde(default = "timestamp_background", skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default = "timestamp_background",
+            skip_serializing_if = "Option::is_none"
+        )]
         background: Option<Color>,
     },
     /// A detection: box, label, confidence, track color.

@@ -1,0 +1,496 @@
+//! `telescope._native`: the Rust core behind the `telescope` Python package.
+
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use telescope::annotation::opencv::FrameDriver;
+use telescope::annotation::{Driver, Overlay, Scene as CoreScene};
+use telescope::credentials::CredentialSource;
+use telescope::kvs::KvsConfig;
+use telescope::sink::{KvsSink, KvsSinkConfig};
+use telescope::{
+    BasicAuth, EncoderConfig, EncoderKind, Frame, FrameRef, PixelFormat, Rate, RtspServerConfig,
+    SinkConfig, TelescopeConfig,
+};
+
+create_exception!(
+    _native,
+    TelescopeError,
+    PyException,
+    "Base of Telescope's errors."
+);
+create_exception!(
+    _native,
+    ConfigError,
+    TelescopeError,
+    "A bad configuration or sink."
+);
+create_exception!(_native, StreamError, TelescopeError, "Streaming failed.");
+
+fn config_err(e: impl std::fmt::Display) -> PyErr {
+    ConfigError::new_err(e.to_string())
+}
+
+/// A numpy frame: shape, and the bytes with the row stride when rows are packed.
+struct View<'a> {
+    data: &'a [u8],
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+}
+
+/// Checks dtype and shape; returns the array as u8 or a ValueError naming what is wrong.
+fn as_u8_array<'py>(frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<u8>>> {
+    let array = frame.cast::<PyArrayDyn<u8>>().map_err(|_| {
+        let what = frame
+            .getattr("dtype")
+            .map(|d| format!("dtype {d}"))
+            .unwrap_or_else(|_| "a non-array".to_owned());
+        PyValueError::new_err(format!(
+            "frame must be a numpy uint8 array (HxWx3 BGR or HxW gray), got {what}"
+        ))
+    })?;
+    let shape = array.shape();
+    let ok = match shape.len() {
+        2 => true,
+        3 => shape[2] == 3,
+        _ => false,
+    };
+    if !ok || shape[0] == 0 || shape[1] == 0 {
+        return Err(PyValueError::new_err(format!(
+            "frame must be HxWx3 (BGR) or HxW (gray) with H, W > 0, got shape {shape:?}"
+        )));
+    }
+    Ok(array.clone())
+}
+
+/// The frame's pixels without a copy when each row is packed (any row stride, e.g. a crop
+/// of a larger image); `None` when pixels within a row are not adjacent.
+fn view<'a>(array: &'a Bound<'_, PyArrayDyn<u8>>) -> PyResult<Option<View<'a>>> {
+    let shape = array.shape();
+    let strides = array.strides();
+    let channels = if shape.len() == 3 { 3 } else { 1 };
+    let (h, w) = (shape[0], shape[1]);
+    let packed_row = strides[1] == channels as isize && (channels == 1 || strides[2] == 1);
+    if !packed_row || strides[0] < (w * channels) as isize {
+        return Ok(None);
+    }
+    let stride = strides[0] as usize;
+    let len = stride * (h - 1) + w * channels;
+    // SAFETY: the array is alive for 'a, holds h rows `stride` bytes apart each with
+    // w*channels packed bytes (checked above), so `len` bytes from its data pointer are its
+    // pixels. Python code could write to it concurrently only by holding the GIL, which the
+    // caller keeps until the bytes are copied.
+    let data = unsafe { std::slice::from_raw_parts(array.data() as *const u8, len) };
+    Ok(Some(View {
+        data,
+        format: if channels == 3 {
+            PixelFormat::Bgr8
+        } else {
+            PixelFormat::Gray8
+        },
+        width: u32::try_from(w).map_err(|_| PyValueError::new_err("frame too wide"))?,
+        height: u32::try_from(h).map_err(|_| PyValueError::new_err("frame too tall"))?,
+        stride,
+    }))
+}
+
+/// Copies any u8 frame into an owned `Frame` (one copy; packed rows copied as a block).
+fn to_frame(array: &Bound<'_, PyArrayDyn<u8>>) -> PyResult<Frame> {
+    if let Some(v) = view(array)? {
+        let h = v.height as usize;
+        if v.data.len() >= v.stride * h {
+            let r = FrameRef::with_stride(v.data, v.format, v.width, v.height, v.stride)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            return Ok(r.to_owned());
+        }
+        // A crop: its last row ends before a full stride; copy row by row.
+        let row = v.width as usize * if v.format == PixelFormat::Bgr8 { 3 } else { 1 };
+        let mut data = Vec::with_capacity(row * h);
+        for y in 0..h {
+            data.extend_from_slice(&v.data[y * v.stride..y * v.stride + row]);
+        }
+        return Frame::from_vec(data, v.format, v.width, v.height)
+            .map_err(|e| PyValueError::new_err(e.to_string()));
+    }
+    // Strided pixels (e.g. a[:, ::2]): gather through numpy's view.
+    let readonly = array
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let a = readonly.as_array();
+    let shape = a.shape().to_vec();
+    let data: Vec<u8> = a.iter().copied().collect();
+    let format = if shape.len() == 3 {
+        PixelFormat::Bgr8
+    } else {
+        PixelFormat::Gray8
+    };
+    Frame::from_vec(data, format, shape[1] as u32, shape[0] as u32)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// An RTSP server in this process; `mount(path)` gives a sink.
+#[pyclass(module = "telescope._native")]
+struct RtspServer {
+    inner: telescope::RtspServer,
+}
+
+#[pymethods]
+impl RtspServer {
+    #[new]
+    #[pyo3(signature = (port=8554, address="0.0.0.0".to_owned(), user=None, password=None))]
+    fn new(
+        port: u16,
+        address: String,
+        user: Option<String>,
+        password: Option<String>,
+    ) -> PyResult<Self> {
+        let auth = match (user, password) {
+            (Some(u), Some(p)) => Some(BasicAuth::new(&u, &p)),
+            (None, None) => None,
+            _ => return Err(config_err("give both user and password, or neither")),
+        };
+        let inner = telescope::RtspServer::start(RtspServerConfig {
+            address,
+            port,
+            auth,
+        })
+        .map_err(config_err)?;
+        Ok(RtspServer { inner })
+    }
+
+    /// The port it listens on (useful with port=0).
+    #[getter]
+    fn port(&self) -> u16 {
+        self.inner.port()
+    }
+
+    /// A sink serving `rtsp://HOST:PORT/path`.
+    fn mount(&self, path: &str) -> PyResult<RtspMount> {
+        Ok(RtspMount {
+            inner: self.inner.mount(path).map_err(config_err)?,
+        })
+    }
+
+    /// `rtsp://...` for `path`.
+    fn url(&self, path: &str) -> String {
+        self.inner.url(path)
+    }
+}
+
+/// One RTSP path; pass it in `sinks`.
+#[pyclass(module = "telescope._native")]
+struct RtspMount {
+    inner: telescope::RtspMount,
+}
+
+#[pymethods]
+impl RtspMount {
+    /// The URL viewers open.
+    #[getter]
+    fn url(&self) -> String {
+        self.inner.url().to_owned()
+    }
+}
+
+/// A Kinesis Video Streams sink (native PutMedia).
+#[pyclass(module = "telescope._native")]
+struct KvsStream {
+    inner: KvsSink,
+}
+
+#[pymethods]
+impl KvsStream {
+    /// `credentials`: "default" (the AWS provider chain), "environment", or a dict with
+    /// access_key_id, secret_access_key and optional session_token.
+    #[new]
+    #[pyo3(signature = (stream_name, region, endpoint=None, credentials=None, create=false))]
+    fn new(
+        stream_name: &str,
+        region: &str,
+        endpoint: Option<String>,
+        credentials: Option<&Bound<'_, PyAny>>,
+        create: bool,
+    ) -> PyResult<Self> {
+        let credentials = match credentials {
+            None => CredentialSource::DefaultChain,
+            Some(c) => {
+                if let Ok(s) = c.extract::<String>() {
+                    match s.as_str() {
+                        "default" => CredentialSource::DefaultChain,
+                        "environment" => CredentialSource::Environment,
+                        other => {
+                            return Err(config_err(format!(
+                                "credentials `{other}`: use \"default\", \"environment\" or a dict of keys"
+                            )));
+                        }
+                    }
+                } else {
+                    let d = c.cast::<PyDict>().map_err(|_| {
+                        config_err("credentials must be a string or a dict of keys")
+                    })?;
+                    let get = |k: &str| -> PyResult<Option<String>> {
+                        d.get_item(k)?.map(|v| v.extract::<String>()).transpose()
+                    };
+                    CredentialSource::Static {
+                        access_key_id: get("access_key_id")?
+                            .ok_or_else(|| config_err("credentials: access_key_id missing"))?,
+                        secret_access_key: get("secret_access_key")?
+                            .ok_or_else(|| config_err("credentials: secret_access_key missing"))?,
+                        session_token: get("session_token")?,
+                    }
+                }
+            }
+        };
+        let mut config = KvsSinkConfig::new(
+            stream_name,
+            KvsConfig {
+                region: region.to_owned(),
+                endpoint,
+                credentials,
+            },
+        );
+        if create {
+            config.create = Some(Default::default());
+        }
+        Ok(KvsStream {
+            inner: KvsSink::connect(config).map_err(config_err)?,
+        })
+    }
+
+    /// Delivery counters.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("fragments", s.fragments)?;
+        d.set_item("persisted", s.persisted)?;
+        d.set_item("resent", s.resent)?;
+        d.set_item("evicted", s.evicted)?;
+        d.set_item("rejected", s.rejected)?;
+        d.set_item("connections", s.connections)?;
+        d.set_item("bytes_sent", s.bytes_sent)?;
+        Ok(d)
+    }
+}
+
+/// A scene of annotations (JSON as documented in the README).
+#[pyclass(module = "telescope._native", skip_from_py_object)]
+#[derive(Clone)]
+struct Scene {
+    inner: CoreScene,
+}
+
+#[pymethods]
+impl Scene {
+    /// Parses and validates JSON; ValueError with line and column when it is not a scene.
+    #[staticmethod]
+    fn from_json(text: &str) -> PyResult<Scene> {
+        Ok(Scene {
+            inner: CoreScene::from_json(text).map_err(|e| PyValueError::new_err(e.to_string()))?,
+        })
+    }
+
+    fn to_json(&self) -> String {
+        self.inner.to_json()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.annotations.len()
+    }
+}
+
+/// Draws `scene` on a numpy uint8 frame in place (HxWx3 BGR or HxW gray, rows packed);
+/// returns the number of annotations drawn.
+#[pyfunction]
+fn render(py: Python<'_>, scene: &Scene, frame: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let array = as_u8_array(frame)?;
+    let v = view(&array)?.ok_or_else(|| {
+        PyValueError::new_err("render draws in place: pixels within a row must be adjacent (use np.ascontiguousarray)")
+    })?;
+    let mut rw = array
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(format!("frame is not writable: {e}")))?;
+    let len = v.data.len();
+    let (format, w, h, stride) = (v.format, v.width, v.height, v.stride);
+    let ptr = rw.as_array_mut().as_mut_ptr();
+    // Draw on a frame that borrows nothing from Python, then copy back: the frame keeps the
+    // array's own stride, so the copy is one block.
+    // SAFETY: the same `len` bytes `view` checked, now borrowed mutably through `rw`.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+    let mut padded = bytes.to_vec();
+    padded.resize(stride * h as usize, 0);
+    let mut f = Frame::from_vec_with_stride(padded, format, w, h, stride)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let inner = scene.inner.clone();
+    let report = py
+        .detach(move || {
+            FrameDriver::new(&mut f)
+                .draw(&inner, Some(telescope_time()))
+                .map(|r| (r, f))
+        })
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    bytes.copy_from_slice(&report.1.data()[..len]);
+    Ok(report.0.drawn)
+}
+
+fn telescope_time() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Streams numpy frames to sinks; see the package docstring.
+#[pyclass(module = "telescope._native", subclass)]
+struct Telescope {
+    inner: telescope::Telescope,
+    overlay: Overlay,
+}
+
+fn parse_sink(obj: &Bound<'_, PyAny>) -> PyResult<SinkConfig> {
+    if let Ok(m) = obj.cast::<RtspMount>() {
+        return Ok(SinkConfig::rtsp(m.borrow().inner.clone()));
+    }
+    if let Ok(k) = obj.cast::<KvsStream>() {
+        return Ok(SinkConfig::Kvs(k.borrow().inner.clone()));
+    }
+    let spec: String = obj.extract().map_err(|_| {
+        config_err(
+            "a sink is a string such as \"file:out.mkv\", an RtspServer mount or a KvsStream",
+        )
+    })?;
+    spec.parse::<SinkConfig>().map_err(config_err)
+}
+
+#[pymethods]
+impl Telescope {
+    #[new]
+    #[pyo3(signature = (sinks, fps=None, width=None, height=None, encoder=None, queue=8))]
+    fn new(
+        sinks: Vec<Bound<'_, PyAny>>,
+        fps: Option<f64>,
+        width: Option<u32>,
+        height: Option<u32>,
+        encoder: Option<String>,
+        queue: usize,
+    ) -> PyResult<Self> {
+        let overlay = Overlay::new();
+        let mut b = TelescopeConfig::builder()
+            .name("python")
+            .queue_capacity(queue.max(1))
+            .overlay(overlay.clone());
+        if let Some(fps) = fps {
+            let rate = Rate::snap(fps, 0.005)
+                .or_else(|| Rate::new((fps * 1000.0).round() as u32, 1000))
+                .filter(|_| fps.is_finite() && fps > 0.0)
+                .ok_or_else(|| config_err(format!("fps {fps} is not a frame rate")))?;
+            b = b.fps(rate);
+        }
+        match (width, height) {
+            (Some(w), Some(h)) => b = b.size(w, h),
+            (None, None) => {}
+            _ => return Err(config_err("give both width and height, or neither")),
+        }
+        if let Some(e) = encoder {
+            b = b.encoder(EncoderConfig {
+                kind: EncoderKind::parse(&e).map_err(config_err)?,
+                ..Default::default()
+            });
+        }
+        if sinks.is_empty() {
+            return Err(config_err("at least one sink is needed"));
+        }
+        for s in &sinks {
+            b = b.sink(parse_sink(s)?);
+        }
+        let inner = telescope::Telescope::new(b.build()).map_err(config_err)?;
+        Ok(Telescope { inner, overlay })
+    }
+
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.start())
+            .map_err(|e| StreamError::new_err(e.to_string()))
+    }
+
+    /// Queues a frame; never blocks. False when it was not accepted (see stats()).
+    fn put(&self, py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let array = as_u8_array(frame)?;
+        let owned = to_frame(&array)?;
+        Ok(py.detach(|| self.inner.put(owned)).is_queued())
+    }
+
+    /// Draw this scene on every frame from now on (None clears it).
+    fn set_scene(&self, scene: Option<&Scene>) -> PyResult<()> {
+        match scene {
+            Some(s) => self
+                .overlay
+                .set(s.inner.clone())
+                .map_err(|e| PyValueError::new_err(e.to_string())),
+            None => {
+                self.overlay.clear();
+                Ok(())
+            }
+        }
+    }
+
+    /// Finishes the stream (files finalised); returns the final stats.
+    fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let report = py
+            .detach(|| self.inner.stop())
+            .map_err(|e| StreamError::new_err(e.to_string()))?;
+        stats_dict(py, &report.stats)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, &self.inner.stats())
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>, py: Python<'_>) -> PyResult<Py<Self>> {
+        slf.start(py)?;
+        Ok(slf.into())
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: &telescope::Stats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("state", format!("{:?}", s.state).to_lowercase())?;
+    d.set_item("frames_put", s.frames_put)?;
+    d.set_item("frames_pushed", s.frames_pushed)?;
+    d.set_item("frames_out", s.frames_out)?;
+    d.set_item("frames_duplicated", s.frames_duplicated)?;
+    d.set_item("queue_depth", s.queue_depth)?;
+    let dropped = PyDict::new(py);
+    for (r, n) in &s.dropped {
+        dropped.set_item(r.name(), *n)?;
+    }
+    d.set_item("dropped", dropped)?;
+    d.set_item("restarts", s.restarts)?;
+    d.set_item("overlay_drawn", s.overlay_drawn)?;
+    d.set_item("fps", s.estimate.map(|e| e.rate.fps()))?;
+    d.set_item("width", s.estimate.map(|e| e.width))?;
+    d.set_item("height", s.estimate.map(|e| e.height))?;
+    d.set_item("encoder", s.encoder.clone())?;
+    d.set_item("last_error", s.last_error.clone())?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Telescope>()?;
+    m.add_class::<RtspServer>()?;
+    m.add_class::<RtspMount>()?;
+    m.add_class::<KvsStream>()?;
+    m.add_class::<Scene>()?;
+    m.add_function(wrap_pyfunction!(render, m)?)?;
+    m.add("TelescopeError", m.py().get_type::<TelescopeError>())?;
+    m.add("ConfigError", m.py().get_type::<ConfigError>())?;
+    m.add("StreamError", m.py().get_type::<StreamError>())?;
+    Ok(())
+}

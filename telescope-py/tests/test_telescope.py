@@ -1,0 +1,162 @@
+"""The Python package end to end: numpy frames in, files and RTSP streams out, checked with
+ffprobe; annotations drawn on numpy frames; the compat API; errors as Python exceptions."""
+
+import json
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+import telescope
+from telescope import annotation
+from telescope.compat import FileTelescope, KVSInlineCredentialsHandler
+
+
+def probe(path):
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=width,height,nb_read_frames,r_frame_rate", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    s = json.loads(out)["streams"][0]
+    return int(s["width"]), int(s["height"]), int(s["nb_read_frames"]), s["r_frame_rate"]
+
+
+def frames(n, h=120, w=160, gray=False):
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 255, size=(h, w) if gray else (h, w, 3), dtype=np.uint8)
+    for i in range(n):
+        f = base.copy()
+        f[:, (i * 3) % w] = 255
+        yield f
+
+
+@pytest.mark.parametrize("kind", ["bgr", "gray", "crop", "strided", "fortran"])
+def test_frames_of_every_layout_make_a_file(tmp_path, kind):
+    out = tmp_path / f"{kind}.mkv"
+    t = telescope.Telescope(sinks=[f"file:{out}"], fps=10, width=160, height=120)
+    with t:
+        for f in frames(30, h=240, w=320, gray=(kind == "gray")):
+            if kind == "crop":
+                f = f[20:140, 40:200]           # row stride of the big image
+            elif kind == "strided":
+                f = f[::2, ::2]                 # pixels not adjacent: copied
+            elif kind == "fortran":
+                f = np.asfortranarray(f[:120, :160])
+            elif kind in ("bgr", "gray"):
+                f = f[:120, :160].copy()
+            assert t.put(f) is True
+    stats = t.stats()
+    # Put at machine speed, the frames span
+    # a few milliseconds of real time, so the 10 fps output holds what that span covers.
+    # put never blocks: what the queue could not hold was dropped, and counted.
+    assert stats["frames_pushed"] + sum(stats["dropped"].values()) == 30, stats
+    assert stats["frames_pushed"] >= 8, stats
+    w, h, n, rate = probe(out)
+    assert (w, h, rate) == (160, 120, "10/1")
+    assert n == stats["frames_out"] >= 1
+
+
+def test_bad_frames_raise_value_error_and_nothing_else_breaks(tmp_path):
+    t = telescope.Telescope(sinks=[f"file:{tmp_path / 'x.mkv'}"], fps=10)
+    t.start()
+    with pytest.raises(ValueError, match="uint8"):
+        t.put(np.zeros((10, 10, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        t.put(np.zeros((10, 10, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        t.put(np.zeros((0, 10, 3), dtype=np.uint8))
+    with pytest.raises(ValueError):
+        t.put([[1, 2, 3]])
+    assert t.put(np.zeros((48, 64, 3), dtype=np.uint8))
+    stats = t.stop()
+    assert stats["frames_put"] == 1
+
+
+def test_configuration_errors_are_telescope_errors(tmp_path):
+    with pytest.raises(telescope.ConfigError, match="sink"):
+        telescope.Telescope(sinks=[])
+    with pytest.raises(telescope.ConfigError):
+        telescope.Telescope(sinks=["file:/no/such/dir/x.avi"])
+    with pytest.raises(telescope.ConfigError):
+        telescope.Telescope(sinks=[f"file:{tmp_path / 'a.mkv'}"], width=10)
+    assert issubclass(telescope.ConfigError, telescope.TelescopeError)
+
+
+def test_annotations_draw_on_numpy_frames_and_on_the_stream(tmp_path):
+    frame = np.zeros((100, 200, 3), dtype=np.uint8)
+    scene = annotation.Scene([
+        annotation.Rect((0.25, 0.25, 0.75, 0.75), color="#ffffff", fill=True),
+        annotation.BoundingBox((0.05, 0.05, 0.2, 0.5), label="person", confidence=0.9, track_id=3),
+        annotation.Label("", (0, 0)),
+    ])
+    assert annotation.render(scene, frame) == 2
+    assert (frame[50, 100] == 255).all()
+    assert (frame[95, 195] == 0).all()
+    # A crop draws in place into the parent image.
+    big = np.zeros((200, 400, 3), dtype=np.uint8)
+    annotation.render(scene, big[100:200, 200:400])
+    assert (big[150, 300] == 255).all() and (big[50, 100] == 0).all()
+    with pytest.raises(ValueError, match="line 1"):
+        annotation.Scene.from_json('{"annotations": [}')
+    with pytest.raises(ValueError, match="inverted"):
+        annotation.render('{"annotations":[{"type":"rect","rect":[0.5,0.5,0.1,0.1]}]}', frame)
+    parsed = annotation.Scene.from_json(scene.to_json())
+    assert len(parsed) == 3
+
+    out = tmp_path / "drawn.mkv"
+    with telescope.Telescope(sinks=[f"file:{out}"], fps=10, width=200, height=100) as t:
+        t.set_scene(annotation.Scene([annotation.Rect((0.25, 0.25, 0.75, 0.75), color="#ffffff", fill=True)]))
+        for _ in range(10):
+            t.put(np.zeros((100, 200, 3), dtype=np.uint8))
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "bgr24", "-"], check=True, capture_output=True, timeout=60).stdout
+    decoded = np.frombuffer(raw, dtype=np.uint8).reshape(100, 200, 3)
+    assert decoded[50, 100].min() > 230 and decoded[5, 5].max() < 30
+
+
+def test_an_rtsp_stream_is_read_by_ffprobe():
+    server = telescope.RtspServer(port=0, address="127.0.0.1")
+    mount = server.mount("/py")
+    t = telescope.Telescope(sinks=[mount], fps=10, width=160, height=120)
+    t.start()
+    stop = threading.Event()
+
+    def feed():
+        # Real time, bounded: at most 20 s of frames.
+        for f in frames(200):
+            if stop.wait(0.1):
+                break
+            t.put(f)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-show_entries",
+             "stream=codec_name,width,height", "-of", "json", mount.url],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout
+    finally:
+        stop.set()
+        feeder.join()
+        t.stop()
+    s = json.loads(out)["streams"][0]
+    assert (s["codec_name"], s["width"], s["height"]) == ("h264", 160, 120)
+
+
+def test_the_compat_api_writes_a_file_and_hides_secrets(tmp_path):
+    out = tmp_path / "compat.mkv"
+    t = FileTelescope(str(out))
+    t.start_streaming(10, 160, 120)
+    for f in frames(20):
+        t.put(f)
+    stats = t._telescope.stats()
+    t.stop_streaming()
+    assert stats["frames_put"] == 20
+    assert probe(out)[:2] == (160, 120)
+    with pytest.raises(telescope.StreamError):
+        t.put(next(frames(1)))
+    handler = KVSInlineCredentialsHandler("AKIDEXAMPLE", "very-secret")
+    assert "very-secret" not in repr(handler)
