@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Decode footage and stream every frame through Telescope into the given sinks.
-    Replay(replay::ReplayArgs),
+    Replay(Box<replay::ReplayArgs>),
     /// Draw a scene (JSON) on an image or a video frame and write a PNG.
     Annotate(annotate::AnnotateArgs),
     /// Run a local Kinesis Video Streams endpoint (control plane) until Ctrl-C.
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(args) => replay::run(args),
+        Command::Replay(args) => replay::run(*args),
         Command::MockKvs(args) => mock_kvs::run(args),
         Command::Annotate(args) => annotate::run(args),
     };

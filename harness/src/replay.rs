@@ -395,7 +395,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         lanes.push(Lane {
             name: name.clone(),
             source: source.to_string(),
-            telescope: (&make)(name, configs, overlay.clone())?,
+            telescope: make(name, configs, overlay.clone())?,
             put_ns: Vec::new(),
             kvs: sinks.kvs[kvs_before..].to_vec(),
             rtsp: sinks.last_servers.clone(),
@@ -405,7 +405,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         Some(spec) => {
             let size = parse_size(&args.hdmi_size)?;
             let configs = sinks.build(std::slice::from_ref(spec), "hdmi")?;
-            Some(((&make)("hdmi", configs, None)?, size))
+            Some((make("hdmi", configs, None)?, size))
         }
         None => None,
     };

@@ -141,14 +141,6 @@ impl Report {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
-
-    /// Reads `DIR/report.json`.
-    pub fn read(dir: &Path) -> Result<Report> {
-        let path = dir.join("report.json");
-        let text =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_slice(&text).with_context(|| format!("{} is not a report", path.display()))
-    }
 }
 
 #[cfg(test)]

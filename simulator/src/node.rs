@@ -301,6 +301,9 @@ impl Camera {
     }
 }
 
+/// Where the app's streams go each iteration: node time and the streams.
+pub type Output<'a> = dyn FnMut(Duration, &[MediaStream]) -> Result<(), NodeError> + 'a;
+
 /// A running node.
 pub struct Node {
     config: NodeConfig,
@@ -379,7 +382,7 @@ impl Node {
     pub fn run(
         mut self,
         app: &mut dyn App,
-        output: &mut dyn FnMut(Duration, &[MediaStream]) -> Result<(), NodeError>,
+        output: &mut Output<'_>,
         stop: &AtomicBool,
     ) -> Result<NodeReport, NodeError> {
         let wall = Instant::now();
@@ -537,7 +540,10 @@ mod tests {
         }
     }
 
-    fn run(config: NodeConfig) -> (NodeReport, Vec<(Duration, Vec<(String, bool, u64)>)>) {
+    /// Per iteration: node time and (camera, cached, frame index) of each stream.
+    type Seen = Vec<(Duration, Vec<(String, bool, u64)>)>;
+
+    fn run(config: NodeConfig) -> (NodeReport, Seen) {
         let mut seen = Vec::new();
         let node = Node::new(config).unwrap();
         let report = node
