@@ -75,14 +75,37 @@ fn channels(format: PixelFormat) -> usize {
     format.luma_bytes_per_pixel()
 }
 
-/// Compares two packed 8-bit images pixel by pixel.
-pub fn compare(actual: &Frame, expected: &Frame, tolerance: Tolerance) -> Difference {
-    let same_shape = actual.format() == expected.format()
+fn same_shape(actual: &Frame, expected: &Frame) -> bool {
+    actual.format() == expected.format()
         && actual.width() == expected.width()
         && actual.height() == expected.height()
-        && !actual.format().is_subsampled();
+        && !actual.format().is_subsampled()
+}
+
+/// For each pixel of two images of the same shape, in row order: its largest channel
+/// difference and the expected pixel's channels.
+fn pixel_diffs<'a>(actual: &'a Frame, expected: &'a Frame) -> impl Iterator<Item = (u8, &'a [u8])> {
+    let c = channels(expected.format());
+    let row = expected.width() as usize * c;
+    (0..expected.height() as usize).flat_map(move |y| {
+        let a = &actual.data()[y * actual.stride()..][..row];
+        let e = &expected.data()[y * expected.stride()..][..row];
+        a.chunks_exact(c).zip(e.chunks_exact(c)).map(|(pa, pe)| {
+            let d = pa
+                .iter()
+                .zip(pe)
+                .map(|(x, y)| x.abs_diff(*y))
+                .max()
+                .unwrap_or(0);
+            (d, pe)
+        })
+    })
+}
+
+/// Compares two packed 8-bit images pixel by pixel.
+pub fn compare(actual: &Frame, expected: &Frame, tolerance: Tolerance) -> Difference {
     let total = (expected.width() * expected.height()) as usize;
-    if !same_shape {
+    if !same_shape(actual, expected) {
         return Difference {
             differing: total,
             total,
@@ -90,23 +113,11 @@ pub fn compare(actual: &Frame, expected: &Frame, tolerance: Tolerance) -> Differ
             shape_mismatch: true,
         };
     }
-    let c = channels(actual.format());
-    let row = actual.width() as usize * c;
     let (mut differing, mut max_channel) = (0, 0u8);
-    for y in 0..actual.height() as usize {
-        let a = &actual.data()[y * actual.stride()..][..row];
-        let e = &expected.data()[y * expected.stride()..][..row];
-        for (pa, pe) in a.chunks_exact(c).zip(e.chunks_exact(c)) {
-            let d = pa
-                .iter()
-                .zip(pe)
-                .map(|(x, y)| x.abs_diff(*y))
-                .max()
-                .unwrap_or(0);
-            max_channel = max_channel.max(d);
-            if d > tolerance.channel {
-                differing += 1;
-            }
+    for (d, _) in pixel_diffs(actual, expected) {
+        max_channel = max_channel.max(d);
+        if d > tolerance.channel {
+            differing += 1;
         }
     }
     Difference {
@@ -119,31 +130,21 @@ pub fn compare(actual: &Frame, expected: &Frame, tolerance: Tolerance) -> Differ
 
 /// A picture of the difference: the expected image dimmed, differing pixels in red.
 pub fn diff_image(actual: &Frame, expected: &Frame, tolerance: Tolerance) -> Option<Frame> {
-    if compare(actual, expected, tolerance).shape_mismatch {
+    if !same_shape(actual, expected) {
         return None;
     }
-    let c = channels(expected.format());
-    let (w, h) = (expected.width() as usize, expected.height() as usize);
-    let mut out = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        let a = &actual.data()[y * actual.stride()..][..w * c];
-        let e = &expected.data()[y * expected.stride()..][..w * c];
-        for (pa, pe) in a.chunks_exact(c).zip(e.chunks_exact(c)) {
-            let d = pa
-                .iter()
-                .zip(pe)
-                .map(|(x, y)| x.abs_diff(*y))
-                .max()
-                .unwrap_or(0);
-            if d > tolerance.channel {
-                out.extend_from_slice(&[0, 0, 255]);
-            } else {
-                let luma = pe.iter().map(|&v| u32::from(v)).sum::<u32>() / c as u32 / 3;
-                out.extend_from_slice(&[luma as u8; 3]);
-            }
+    let c = channels(expected.format()) as u32;
+    let (w, h) = (expected.width(), expected.height());
+    let mut out = Vec::with_capacity((w * h * 3) as usize);
+    for (d, pe) in pixel_diffs(actual, expected) {
+        if d > tolerance.channel {
+            out.extend_from_slice(&[0, 0, 255]);
+        } else {
+            let luma = pe.iter().map(|&v| u32::from(v)).sum::<u32>() / c / 3;
+            out.extend_from_slice(&[luma as u8; 3]);
         }
     }
-    Frame::from_vec(out, PixelFormat::Bgr8, w as u32, h as u32).ok()
+    Frame::from_vec(out, PixelFormat::Bgr8, w, h).ok()
 }
 
 /// Why a snapshot check failed.
@@ -230,7 +231,7 @@ impl Golden {
             return Ok(Outcome::Accepted);
         }
         if !expected_path.exists() {
-            write_new(&new, actual)?;
+            write_png(&new, actual)?;
             return Err(GoldenError::Missing {
                 name: name.to_owned(),
                 new,
@@ -243,7 +244,7 @@ impl Golden {
             let _ = std::fs::remove_file(&new);
             return Ok(Outcome::Matched(difference));
         }
-        write_new(&new, actual)?;
+        write_png(&new, actual)?;
         std::fs::create_dir_all(&self.reports).map_err(io)?;
         let report = self.reports.join(name);
         let with = |suffix: &str| self.reports.join(format!("{name}.{suffix}.png"));
@@ -259,16 +260,6 @@ impl Golden {
             report,
         })
     }
-}
-
-/// `NAME.png.new`, written through a temporary `.png` path so the encoder sees a PNG name.
-fn write_new(new: &Path, frame: &Frame) -> Result<(), ImageError> {
-    let tmp = new.with_extension("new-tmp.png");
-    write_png(&tmp, frame)?;
-    std::fs::rename(&tmp, new).map_err(|source| ImageError::Io {
-        path: new.to_path_buf(),
-        source,
-    })
 }
 
 /// Draws `scene` on a copy of `background`.
