@@ -2,7 +2,7 @@
 //! timing), a live `rtsp://` camera, a directory of images, or a synthetic test pattern of any
 //! size and rate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -147,7 +147,11 @@ pub enum SourceError {
 
 enum Inner {
     Footage(Footage),
-    Images { files: Vec<PathBuf>, next: usize },
+    Images {
+        files: Vec<PathBuf>,
+        next: usize,
+        rate: Rate,
+    },
 }
 
 /// An open source delivering frames stamped with their capture time on one continuous
@@ -181,7 +185,7 @@ fn open_inner(spec: &SourceSpec) -> Result<Inner, SourceError> {
             height,
             rate,
         } => Inner::Footage(Footage::pattern(pattern, *width, *height, *rate)?),
-        SourceSpec::Images { dir, .. } => {
+        SourceSpec::Images { dir, rate } => {
             let bad = |reason: String| SourceError::Directory {
                 dir: dir.clone(),
                 reason,
@@ -199,7 +203,11 @@ fn open_inner(spec: &SourceSpec) -> Result<Inner, SourceError> {
             if files.is_empty() {
                 return Err(bad("no .png files".into()));
             }
-            Inner::Images { files, next: 0 }
+            Inner::Images {
+                files,
+                next: 0,
+                rate: *rate,
+            }
         }
     })
 }
@@ -241,17 +249,14 @@ impl Source {
     }
 
     fn raw_next(&mut self) -> Result<Option<Frame>, SourceError> {
-        let rate = self.declared_rate();
         match &mut self.inner {
             Inner::Footage(f) => Ok(f.next_frame()?),
-            Inner::Images { files, next } => {
+            Inner::Images { files, next, rate } => {
                 let Some(path) = files.get(*next) else {
                     return Ok(None);
                 };
                 let frame = read_png(path)?;
-                let at = rate
-                    .unwrap_or_else(|| Rate::new(10, 1).unwrap_or_else(|| unreachable!()))
-                    .frame_time(*next as u64);
+                let at = rate.frame_time(*next as u64);
                 *next += 1;
                 Ok(Some(frame.at(at)))
             }
@@ -276,14 +281,6 @@ impl Source {
             // Again from the start, one frame interval after the last frame.
             self.inner = open_inner(&self.spec)?;
             self.offset = self.last + self.interval.max(Duration::from_millis(1));
-        }
-    }
-
-    /// Path of a footage file, when the source is one.
-    pub fn path(&self) -> Option<&Path> {
-        match &self.spec {
-            SourceSpec::File(p) => Some(p),
-            _ => None,
         }
     }
 }

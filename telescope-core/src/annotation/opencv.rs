@@ -177,11 +177,6 @@ fn render(
     Ok(report)
 }
 
-/// Draws shapes already laid out by [`super::layout::lower`] (lay out once, draw many times).
-pub fn draw_shapes(mat: &mut Mat, channels: Channels, shapes: &[Shape]) -> Result<(), DrawError> {
-    shapes.iter().try_for_each(|s| draw_shape(mat, channels, s))
-}
-
 fn p(px: Px) -> CvPoint {
     CvPoint::new(px.0, px.1)
 }

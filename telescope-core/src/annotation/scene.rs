@@ -305,28 +305,29 @@ impl Scene {
                         what: format!("confidence {c} must be in [0, 1]"),
                     });
                 }
-                Annotation::Timestamp { size, .. } if range("text size", *size, 1.0).is_err() => {
-                    range("text size", *size, 1.0)?
-                }
                 Annotation::Timestamp {
-                    format: Some(f), ..
-                } if time::format_description::parse_owned::<2>(f).is_err() => {
-                    return Err(SceneError::BadFormat {
-                        index,
-                        format: f.clone(),
-                    });
-                }
-                Annotation::Timestamp { time: Some(t), .. }
-                    if time::OffsetDateTime::parse(
-                        t,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .is_err() =>
-                {
-                    return Err(SceneError::BadTime {
-                        index,
-                        time: t.clone(),
-                    });
+                    size, format, time, ..
+                } => {
+                    range("text size", *size, 1.0)?;
+                    if let Some(f) = format
+                        .as_ref()
+                        .filter(|f| time::format_description::parse_owned::<2>(f).is_err())
+                    {
+                        return Err(SceneError::BadFormat {
+                            index,
+                            format: f.clone(),
+                        });
+                    }
+                    let rfc3339 = &time::format_description::well_known::Rfc3339;
+                    if let Some(t) = time
+                        .as_ref()
+                        .filter(|t| time::OffsetDateTime::parse(t, rfc3339).is_err())
+                    {
+                        return Err(SceneError::BadTime {
+                            index,
+                            time: t.clone(),
+                        });
+                    }
                 }
                 _ => {}
             }
