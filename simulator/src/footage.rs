@@ -103,8 +103,17 @@ impl Footage {
                 }
             }
         });
+        Self::start(name.to_owned(), pipeline, appsink)
+    }
+
+    /// Prerolls, so that undecodable input fails here with the decoder's reason, then plays.
+    fn start(
+        name: String,
+        pipeline: gst::Pipeline,
+        appsink: AppSink,
+    ) -> Result<Self, FootageError> {
         let footage = Footage {
-            name: name.to_owned(),
+            name,
             pipeline,
             appsink,
             first_pts: None,
@@ -114,7 +123,6 @@ impl Footage {
             .pipeline
             .set_state(gst::State::Paused)
             .map_err(|_| footage.bus_error())?;
-        // Wait for preroll so that undecodable input fails here with the decoder's reason.
         let (res, _, _) = footage.pipeline.state(gst::ClockTime::from_seconds(30));
         res.map_err(|_| footage.bus_error())?;
         footage
@@ -161,18 +169,7 @@ impl Footage {
             .by_name("sink")
             .and_then(|e| e.downcast::<AppSink>().ok())
             .ok_or_else(|| FootageError::Pipeline("no appsink".into()))?;
-        let footage = Footage {
-            name,
-            pipeline,
-            appsink,
-            first_pts: None,
-            finished: false,
-        };
-        footage
-            .pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| footage.bus_error())?;
-        Ok(footage)
+        Self::start(name, pipeline, appsink)
     }
 
     fn bus_error(&self) -> FootageError {
