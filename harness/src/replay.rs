@@ -328,16 +328,14 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         },
         ..NodeConfig::default()
     };
+    let mut node = Node::new(node_config).context("cannot replay")?;
     // The camera model needs each source's rate, known once the sources are open.
-    let probe = Node::new(node_config.clone()).context("cannot replay")?;
-    let rates = probe.declared_rates();
-    drop(probe);
-    let mut node_config = node_config;
-    for (i, (camera, rate)) in node_config.cameras.iter_mut().zip(rates).enumerate() {
-        camera.timing = camera_model(&args, rate, args.seed.wrapping_add(i as u64))?;
+    let mut has_model = false;
+    for (i, rate) in node.declared_rates().into_iter().enumerate() {
+        let timing = camera_model(&args, rate, args.seed.wrapping_add(i as u64))?;
+        has_model |= timing.is_some();
+        node.set_timing(i, timing)?;
     }
-    let has_model = node_config.cameras.iter().any(|c| c.timing.is_some());
-    let node = Node::new(node_config).context("cannot replay")?;
 
     let mut sinks = Sinks::new(
         auth,

@@ -331,7 +331,7 @@ impl Node {
                 camera: c.name.clone(),
                 source,
             })?;
-            let mut camera = Camera {
+            cameras.push(Camera {
                 name: c.name.clone(),
                 model: c.timing.clone().map(TimingModel::new),
                 source,
@@ -343,9 +343,7 @@ impl Node {
                     name: c.name.clone(),
                     ..CameraStats::default()
                 },
-            };
-            camera.fetch()?;
-            cameras.push(camera);
+            });
         }
         Ok(Node {
             rng: StdRng::seed_from_u64(config.seed),
@@ -360,6 +358,21 @@ impl Node {
             .iter()
             .map(|c| c.source.declared_rate())
             .collect()
+    }
+
+    /// Replaces camera `index`'s timing model (for models that depend on what the open source
+    /// declares). Nothing has been read yet: `run` reads the first frames.
+    pub fn set_timing(
+        &mut self,
+        index: usize,
+        timing: Option<TimingConfig>,
+    ) -> Result<(), NodeError> {
+        let camera = self
+            .cameras
+            .get_mut(index)
+            .ok_or_else(|| NodeError::Config(format!("no camera {index}")))?;
+        camera.model = timing.map(TimingModel::new);
+        Ok(())
     }
 
     fn app_time(&mut self) -> Duration {
@@ -385,6 +398,9 @@ impl Node {
         output: &mut Output<'_>,
         stop: &AtomicBool,
     ) -> Result<NodeReport, NodeError> {
+        for camera in &mut self.cameras {
+            camera.fetch()?;
+        }
         let wall = Instant::now();
         let mut app_ready = Duration::ZERO;
         let mut iterations = 0u64;
