@@ -373,9 +373,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             Ok(telescope)
         };
     for (name, source) in &plan {
-        let kvs_before = sinks.kvs.len();
-        let configs = sinks.build(&args.sinks, name)?;
-        for sink in &configs {
+        let built = sinks.build(&args.sinks, name)?;
+        for sink in &built.configs {
             if let SinkConfig::Rtsp(m) = sink {
                 println!(
                     "serving {}   (open it with: ffplay {} or vlc {})",
@@ -385,7 +384,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
                 );
             }
         }
-        if args.virtual_clock && configs.iter().any(|s| matches!(s, SinkConfig::Rtsp(_))) {
+        if args.virtual_clock && !built.rtsp.is_empty() {
             tracing::warn!(
                 "--virtual-clock replays faster than real time; RTSP viewers see it fast-forwarded"
             );
@@ -393,24 +392,24 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         lanes.push(Lane {
             name: name.clone(),
             source: source.to_string(),
-            telescope: make(name, configs, overlay.clone())?,
+            telescope: make(name, built.configs, overlay.clone())?,
             put_ns: Vec::new(),
-            kvs: sinks.kvs[kvs_before..].to_vec(),
-            rtsp: sinks.last_servers.clone(),
+            kvs: built.kvs,
+            rtsp: built.rtsp,
         });
     }
     let hdmi = match &args.hdmi {
         Some(spec) => {
             let size = parse_size(&args.hdmi_size)?;
-            let configs = sinks.build(std::slice::from_ref(spec), "hdmi")?;
-            Some((make("hdmi", configs, None)?, size))
+            let built = sinks.build(std::slice::from_ref(spec), "hdmi")?;
+            Some((make("hdmi", built.configs, None)?, size))
         }
         None => None,
     };
 
     let wall = Instant::now();
     let virtual_mode = args.virtual_clock;
-    let mut output = |_t: Duration, streams: &[MediaStream]| -> Result<(), NodeError> {
+    let mut output = |t: Duration, streams: &[MediaStream]| -> Result<(), NodeError> {
         let mut tiles: Vec<Frame> = Vec::new();
         for stream in streams {
             // A camera without any frame yet has no stream: match by name, not position.
@@ -444,7 +443,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             lane.put_ns.push(started.elapsed().as_nanos() as u64);
         }
         if let Some((telescope, (w, h))) = &hdmi {
-            let picture = compose(&tiles, *w, *h).at(_t);
+            let picture = compose(&tiles, *w, *h).at(t);
             if virtual_mode {
                 telescope.put_blocking(picture);
             } else {

@@ -86,17 +86,20 @@ pub fn parse_rtsp(spec: &str) -> Result<RtspSpec> {
     })
 }
 
-/// Sinks built from the command line, with the servers they need kept alive. Cameras share
-/// RTSP servers: one per host:port, one mount per camera.
+/// Builds sinks from the command line. Cameras share RTSP servers: one per host:port, one
+/// mount per camera.
 #[derive(Default)]
 pub struct Sinks {
-    pub servers: Vec<RtspServer>,
-    pub kvs: Vec<KvsSink>,
-    /// The RTSP servers the last `build` mounted on.
-    pub last_servers: Vec<RtspServer>,
     auth: Option<BasicAuth>,
     options: KvsOptions,
     by_address: HashMap<(String, u16), RtspServer>,
+}
+
+/// One camera's sinks, and the KVS sinks and RTSP servers among them (for their counters).
+pub struct CameraSinks {
+    pub configs: Vec<SinkConfig>,
+    pub kvs: Vec<KvsSink>,
+    pub rtsp: Vec<RtspServer>,
 }
 
 /// Options for `kvs://` sinks.
@@ -117,9 +120,12 @@ impl Sinks {
     }
 
     /// Build every `--sink` for one camera; `{camera}` in a spec expands to its name.
-    pub fn build(&mut self, specs: &[String], camera: &str) -> Result<Vec<SinkConfig>> {
-        let mut configs = Vec::new();
-        self.last_servers.clear();
+    pub fn build(&mut self, specs: &[String], camera: &str) -> Result<CameraSinks> {
+        let mut built = CameraSinks {
+            configs: Vec::new(),
+            kvs: Vec::new(),
+            rtsp: Vec::new(),
+        };
         for raw in specs {
             let spec = raw.replace("{camera}", camera);
             if spec.starts_with("rtsp://") {
@@ -136,15 +142,14 @@ impl Sinks {
                         let server = RtspServer::start(config)
                             .with_context(|| format!("cannot serve {spec}"))?;
                         self.by_address.insert(key, server.clone());
-                        self.servers.push(server.clone());
                         server
                     }
                 };
                 let mount = server
                     .mount(&rtsp.path)
                     .with_context(|| format!("cannot serve {spec}"))?;
-                configs.push(SinkConfig::rtsp(mount));
-                self.last_servers.push(server);
+                built.configs.push(SinkConfig::rtsp(mount));
+                built.rtsp.push(server);
             } else if spec.starts_with("kvs://") {
                 let k = parse_kvs(&spec)?;
                 let region = k
@@ -167,16 +172,16 @@ impl Sinks {
                 }
                 let sink =
                     KvsSink::connect(config).with_context(|| format!("cannot stream to {spec}"))?;
-                self.kvs.push(sink.clone());
-                configs.push(SinkConfig::Kvs(sink));
+                built.kvs.push(sink.clone());
+                built.configs.push(SinkConfig::Kvs(sink));
             } else {
-                configs.push(
+                built.configs.push(
                     spec.parse::<SinkConfig>()
                         .with_context(|| format!("bad --sink `{raw}`"))?,
                 );
             }
         }
-        Ok(configs)
+        Ok(built)
     }
 }
 
