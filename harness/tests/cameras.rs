@@ -301,44 +301,29 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
         assert!(e.contains(needle), "`{needle}` in {e}");
     };
     let bad = dir.path().join("bad.json");
-    std::fs::write(
-        &bad,
-        "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0.5, 0.5, 0.1, 0.9]}\n]}",
-    )
-    .unwrap();
-    let o = run(&[
-        "--image",
-        out.to_str().unwrap(),
-        "--scene",
-        bad.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-    ]);
-    one_line(&o, "inverted");
-    std::fs::write(
-        &bad,
-        "{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0, 0, 1,]}\n]}",
-    )
-    .unwrap();
-    let o = run(&[
-        "--image",
-        out.to_str().unwrap(),
-        "--scene",
-        bad.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-    ]);
-    one_line(&o, "line 2 column");
-    std::fs::write(&bad, b"{\"annotations\": [\xff]}").unwrap();
-    let o = run(&[
-        "--image",
-        out.to_str().unwrap(),
-        "--scene",
-        bad.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-    ]);
-    one_line(&o, "not UTF-8");
+    let bad_scenes: [(&[u8], &str); 3] = [
+        (
+            b"{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0.5, 0.5, 0.1, 0.9]}\n]}",
+            "inverted",
+        ),
+        (
+            b"{\"annotations\": [\n  {\"type\": \"rect\", \"rect\": [0, 0, 1,]}\n]}",
+            "line 2 column",
+        ),
+        (b"{\"annotations\": [\xff]}", "not UTF-8"),
+    ];
+    for (content, needle) in bad_scenes {
+        std::fs::write(&bad, content).unwrap();
+        let o = run(&[
+            "--image",
+            out.to_str().unwrap(),
+            "--scene",
+            bad.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ]);
+        one_line(&o, needle);
+    }
     let o = run(&[
         "--image",
         VTEST,
