@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use telescope::annotation::opencv::FrameDriver;
+use telescope::annotation::opencv::PixelDriver;
 use telescope::annotation::{Driver, Overlay, Scene as CoreScene};
 use telescope::credentials::CredentialSource;
 use telescope::kvs::KvsConfig;
@@ -309,32 +309,25 @@ impl Scene {
 fn render(py: Python<'_>, scene: &Scene, frame: &Bound<'_, PyAny>) -> PyResult<usize> {
     let array = as_u8_array(frame)?;
     let v = view(&array)?.ok_or_else(|| {
-        PyValueError::new_err("render draws in place: pixels within a row must be adjacent (use np.ascontiguousarray)")
+        PyValueError::new_err(
+            "render draws in place: pixels within a row must be adjacent (use np.ascontiguousarray)",
+        )
     })?;
+    let (len, format, w, h, stride) = (v.data.len(), v.format, v.width, v.height, v.stride);
     let mut rw = array
         .try_readwrite()
         .map_err(|e| PyValueError::new_err(format!("frame is not writable: {e}")))?;
-    let len = v.data.len();
-    let (format, w, h, stride) = (v.format, v.width, v.height, v.stride);
     let ptr = rw.as_array_mut().as_mut_ptr();
-    // Draw on a frame that borrows nothing from Python, then copy back: the frame keeps the
-    // array's own stride, so the copy is one block.
-    // SAFETY: the same `len` bytes `view` checked, now borrowed mutably through `rw`.
+    // SAFETY: the same `len` bytes `view` checked, borrowed mutably through `rw` for as long
+    // as the slice lives.
     let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-    let mut padded = bytes.to_vec();
-    padded.resize(stride * h as usize, 0);
-    let mut f = Frame::from_vec_with_stride(padded, format, w, h, stride)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let inner = scene.inner.clone();
+    let inner = &scene.inner;
     let report = py
         .detach(move || {
-            FrameDriver::new(&mut f)
-                .draw(&inner, Some(telescope_time()))
-                .map(|r| (r, f))
+            PixelDriver::new(bytes, format, w, h, stride).draw(inner, Some(telescope_time()))
         })
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    bytes.copy_from_slice(&report.1.data()[..len]);
-    Ok(report.0.drawn)
+    Ok(report.drawn)
 }
 
 fn telescope_time() -> time::OffsetDateTime {

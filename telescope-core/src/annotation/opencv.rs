@@ -113,7 +113,54 @@ impl Driver for FrameDriver<'_> {
         scene: &Scene,
         frame_time: Option<OffsetDateTime>,
     ) -> Result<DrawReport, DrawError> {
-        let (typ, channels) = match self.frame.format() {
+        let (format, width, height, stride) = (
+            self.frame.format(),
+            self.frame.width(),
+            self.frame.height(),
+            self.frame.stride(),
+        );
+        PixelDriver::new(self.frame.data_mut(), format, width, height, stride)
+            .draw(scene, frame_time)
+    }
+}
+
+/// Draws in place on pixels held elsewhere (a numpy array, a mapped buffer): `height` rows
+/// `stride` bytes apart, the last row needing only its pixels (a crop of a larger image).
+#[derive(Debug)]
+pub struct PixelDriver<'a> {
+    data: &'a mut [u8],
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+}
+
+impl<'a> PixelDriver<'a> {
+    /// A driver for these pixels; their size is checked when drawing.
+    pub fn new(
+        data: &'a mut [u8],
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        stride: usize,
+    ) -> Self {
+        PixelDriver {
+            data,
+            format,
+            width,
+            height,
+            stride,
+        }
+    }
+}
+
+impl Driver for PixelDriver<'_> {
+    fn draw(
+        &mut self,
+        scene: &Scene,
+        frame_time: Option<OffsetDateTime>,
+    ) -> Result<DrawReport, DrawError> {
+        let (typ, channels) = match self.format {
             PixelFormat::Bgr8 => (opencv::core::CV_8UC3, Channels::Bgr),
             PixelFormat::Rgb8 => (opencv::core::CV_8UC3, Channels::Rgb),
             // Luma plane first, one byte per pixel.
@@ -121,25 +168,26 @@ impl Driver for FrameDriver<'_> {
                 (opencv::core::CV_8UC1, Channels::Gray)
             }
         };
-        let (w, h, stride) = (self.frame.width(), self.frame.height(), self.frame.stride());
+        let (w, h, stride) = (self.width, self.height, self.stride);
         let rows = i32::try_from(h).map_err(|_| DrawError::Image(format!("height {h}")))?;
         let cols = i32::try_from(w).map_err(|_| DrawError::Image(format!("width {w}")))?;
-        let data = self.frame.data_mut();
-        if data.len() < stride * h as usize {
+        let row = w as usize * self.format.luma_bytes_per_pixel();
+        let needed = (stride * (h as usize).saturating_sub(1)).saturating_add(row);
+        if h == 0 || w == 0 || stride < row || self.data.len() < needed {
             return Err(DrawError::Image(format!(
-                "{} bytes for {h} rows of {stride}",
-                data.len()
+                "{} bytes for {h} rows of {row} bytes, {stride} apart",
+                self.data.len()
             )));
         }
-        // SAFETY: the frame holds at least `h` rows of `stride` bytes (checked above; `Frame`
-        // also guarantees it), the Mat header does not outlive this borrow of the pixels, and
-        // OpenCV only writes inside the `rows` x `cols` area.
+        // SAFETY: the slice holds `h` rows `stride` bytes apart with `row` bytes each (checked
+        // above), the Mat header does not outlive this borrow of the pixels, and OpenCV only
+        // reads and writes inside the `rows` x `cols` area.
         let mut mat = unsafe {
             Mat::new_rows_cols_with_data_unsafe(
                 rows,
                 cols,
                 typ,
-                data.as_mut_ptr().cast::<std::ffi::c_void>(),
+                self.data.as_mut_ptr().cast::<std::ffi::c_void>(),
                 stride,
             )
         }
