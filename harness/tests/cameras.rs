@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use testkit::probe;
+use testkit::{assert_one_line_error, probe};
 
 const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 
@@ -206,9 +206,7 @@ fn graph_cameras_name_the_streams_and_inconsistent_graphs_are_refused() {
         ])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("`ghost` does not exist"), "{stderr}");
+    assert_one_line_error(&output, "`ghost` does not exist");
 }
 
 #[test]
@@ -294,12 +292,6 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
     ]);
     assert!(o.status.success());
 
-    let one_line = |o: &std::process::Output, needle: &str| {
-        assert_eq!(o.status.code(), Some(2));
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
-        assert!(e.contains(needle), "`{needle}` in {e}");
-    };
     let bad = dir.path().join("bad.json");
     let bad_scenes: [(&[u8], &str); 3] = [
         (
@@ -322,7 +314,7 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
             "--out",
             again.to_str().unwrap(),
         ]);
-        one_line(&o, needle);
+        assert_one_line_error(&o, needle);
     }
     let o = run(&[
         "--image",
@@ -334,5 +326,5 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
         "--out",
         again.to_str().unwrap(),
     ]);
-    one_line(&o, "there is no frame 100000");
+    assert_one_line_error(&o, "there is no frame 100000");
 }

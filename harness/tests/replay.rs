@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use testkit::{ffmpeg, gst_clip, probe};
+use testkit::{assert_one_line_error, ffmpeg, gst_clip, probe};
 
 const VTEST: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
 
@@ -164,13 +164,6 @@ fn loops_and_a_configured_size_and_rate() {
         (p.frames, p.width, p.height, p.rate.as_str()),
         (60, 160, 120, "15/1")
     );
-}
-
-fn assert_one_line_error(output: &Output, needle: &str) {
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(needle), "`{needle}` in: {stderr}");
 }
 
 #[test]

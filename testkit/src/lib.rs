@@ -3,7 +3,7 @@
 //! processes by PID. Panics are the failure mode here: these run only inside tests.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
 
 /// What ffprobe says about a file's first video stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,4 +171,13 @@ pub fn start_mock_kvs(bin: &str, args: &[&str]) -> (ChildGuard, String) {
     let url =
         url.unwrap_or_else(|| panic!("mock-kvs did not start (arguments {args:?}): `{line}`"));
     (child, url)
+}
+
+/// A command-line failure as the binaries promise it: exit code 2 and one line on stderr that
+/// contains `needle`.
+pub fn assert_one_line_error(output: &Output, needle: &str) {
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(needle), "`{needle}` in: {stderr}");
 }
