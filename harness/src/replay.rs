@@ -409,7 +409,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
 
     let wall = Instant::now();
     let virtual_mode = args.virtual_clock;
-    let mut output = |t: Duration, streams: &[MediaStream]| -> Result<(), NodeError> {
+    let mut output = |t: Duration, streams: Vec<MediaStream>| -> Result<(), NodeError> {
         let mut tiles: Vec<Frame> = Vec::new();
         for stream in streams {
             // A camera without any frame yet has no stream: match by name, not position.
@@ -419,21 +419,27 @@ pub fn run(args: ReplayArgs) -> Result<()> {
                     stream.stream_id
                 )));
             };
-            let frame = stream
-                .rendered()
-                .map_err(|e| NodeError::Output(e.to_string()))?;
-            if hdmi.is_some() {
-                tiles.push(frame.clone());
-            }
-            if stream.is_cached {
+            // A cached stream repeats a frame already streamed: only the HDMI picture shows it.
+            if stream.is_cached && hdmi.is_none() {
                 continue;
             }
+            let cached = stream.is_cached;
             // With a camera model, the app stamps frames on receipt.
             let at = if has_model {
                 stream.arrived
             } else {
                 stream.time_stamp
             };
+            let frame = stream
+                .into_rendered()
+                .map_err(|e| NodeError::Output(e.to_string()))?;
+            if cached {
+                tiles.push(frame);
+                continue;
+            }
+            if hdmi.is_some() {
+                tiles.push(frame.clone());
+            }
             let started = Instant::now();
             if virtual_mode {
                 lane.telescope.put_blocking(frame.at(at));

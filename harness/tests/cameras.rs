@@ -328,3 +328,33 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
     ]);
     assert_one_line_error(&o, "there is no frame 100000");
 }
+
+#[test]
+fn the_hdmi_picture_tiles_every_camera_into_its_own_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let hdmi = dir.path().join("hdmi.mkv");
+    let report_dir = dir.path().join("r");
+    replay(&[
+        "pattern:white@64x48@10",
+        "pattern:black@64x48@10",
+        "--sink",
+        &format!("file:{}/{{camera}}.mkv", dir.path().display()),
+        "--hdmi",
+        &format!("file:{}", hdmi.display()),
+        "--hdmi-size",
+        "320x240",
+        "--virtual-clock",
+        "--duration",
+        "3",
+        "--report",
+        report_dir.to_str().unwrap(),
+    ]);
+    let p = probe(&hdmi);
+    assert_eq!((p.width, p.height), (320, 240));
+    let mut decoded = simulator::Footage::open(&hdmi).unwrap();
+    let f = decoded.next_frame().unwrap().expect("a frame");
+    // Two cameras tile side by side: the white camera left, the black one right.
+    let px = |x: usize, y: usize| f.data()[y * f.stride() + x * 3];
+    assert!(px(80, 120) > 200, "{}", px(80, 120));
+    assert!(px(240, 120) < 50, "{}", px(240, 120));
+}

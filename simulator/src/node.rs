@@ -127,13 +127,12 @@ impl MediaStream {
         &self.annotations
     }
 
-    /// The image with the app's labels and rectangles drawn, as the appliance shows it.
-    pub fn rendered(&self) -> Result<Frame, DrawError> {
-        let mut image = self.image.clone();
+    /// The image with the app's labels and rectangles drawn on it, as the appliance shows it.
+    pub fn into_rendered(mut self) -> Result<Frame, DrawError> {
         if !self.annotations.annotations.is_empty() {
-            FrameDriver::new(&mut image).draw(&self.annotations, None)?;
+            FrameDriver::new(&mut self.image).draw(&self.annotations, None)?;
         }
-        Ok(image)
+        Ok(self.image)
     }
 }
 
@@ -301,8 +300,8 @@ impl Camera {
     }
 }
 
-/// Where the app's streams go each iteration: node time and the streams.
-pub type Output<'a> = dyn FnMut(Duration, &[MediaStream]) -> Result<(), NodeError> + 'a;
+/// Where the app's streams go each iteration: node time and the streams, handed over.
+pub type Output<'a> = dyn FnMut(Duration, Vec<MediaStream>) -> Result<(), NodeError> + 'a;
 
 /// A running node.
 pub struct Node {
@@ -479,7 +478,7 @@ impl Node {
             let started = Instant::now();
             app.process(&mut streams);
             let real_app = started.elapsed();
-            output(t, &streams)?;
+            output(t, streams)?;
             iterations += 1;
             let simulated = self.app_time();
             app_ready = match self.config.clock {
@@ -707,7 +706,7 @@ mod tests {
         s.add_rect(f64::NAN, 0.0, 1.0, 1.0);
         s.add_label("person", 0.1, 0.1);
         assert_eq!(s.annotations().annotations.len(), 2);
-        let r = s.rendered().unwrap();
+        let r = s.into_rendered().unwrap();
         assert!(r.data().iter().any(|&b| b != 0));
         let white = Frame::from_vec(vec![255; 4 * 4 * 3], PixelFormat::Bgr8, 4, 4).unwrap();
         let hdmi = compose(&[white.clone(), r, white.clone()], 80, 60);
