@@ -531,8 +531,6 @@ impl Worker {
         let Some(est) = self.estimate() else {
             return Ok(());
         };
-        #[cfg(feature = "opencv")]
-        self.draw_overlay(&mut frame);
         if (frame.width(), frame.height()) != (est.width, est.height) {
             self.shared
                 .counters
@@ -542,6 +540,11 @@ impl Worker {
                 self.shared.counters.drop(DropReason::SizeMismatch);
                 return Ok(());
             }
+        }
+        // Only frames that will be pushed are drawn on.
+        #[cfg(feature = "opencv")]
+        if self.pipeline.is_some() {
+            self.draw_overlay(&mut frame);
         }
         let Some(pipeline) = self.pipeline.as_mut() else {
             self.shared.counters.drop(DropReason::PipelineRefused);
