@@ -226,9 +226,12 @@ fn several_clients_over_tcp_and_udp_decode_frames_of_the_right_size() {
     let stats = server.stats();
     assert!(stats.clients_total >= 5, "{stats:?}");
     assert_eq!(stats.mounts.len(), 1);
-    assert!(stats.mounts[0].1 > 0, "access units reached the media");
     assert!(
-        stats.mounts[0].2 <= 1,
+        stats.mounts[0].delivered > 0,
+        "access units reached the media"
+    );
+    assert!(
+        stats.mounts[0].medias <= 1,
         "one shared media for every viewer: {stats:?}"
     );
     let frames = camera.finish();
@@ -283,19 +286,24 @@ fn viewers_stay_connected_while_the_telescope_restarts() {
     assert!(telescope::wait_for(&t, Duration::from_secs(30), |_| server
         .stats()
         .mounts[0]
-        .2
+        .medias
         == 1));
-    let before = server.stats().mounts[0].1;
+    let before = server.stats().mounts[0].delivered;
     assert!(telescope::wait_for(&t, Duration::from_secs(30), |_| server
         .stats()
         .mounts[0]
-        .1
+        .delivered
         >= before + 10));
     t.stop().unwrap();
     t.start().unwrap();
     let out = client.wait_with_output().unwrap();
     decoded(&out, "client across a restart");
-    assert_eq!(server.stats().mounts[0].2, 1, "the same media kept serving");
+    // The viewer may have left by now (its media then goes), but no second media was made.
+    assert_eq!(
+        server.stats().mounts[0].medias_total,
+        1,
+        "the same media kept serving"
+    );
     camera.finish();
     t.stop().unwrap();
 }

@@ -12,7 +12,7 @@ pub mod rtsp;
 pub use file::{Container, FileSinkConfig};
 pub use kvs::{KvsSink, KvsSinkConfig};
 pub use kvssink::{KvssinkConfig, KvssinkCredentials};
-pub use rtsp::{BasicAuth, RtspMount, RtspServer, RtspServerConfig, RtspStats};
+pub use rtsp::{BasicAuth, MountStats, RtspMount, RtspServer, RtspServerConfig, RtspStats};
 
 /// One destination for the encoded stream.
 #[derive(Debug, Clone, PartialEq)]

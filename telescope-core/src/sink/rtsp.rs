@@ -80,8 +80,21 @@ pub struct RtspStats {
     pub auth_challenges: u64,
     /// Requests refused with 401 that carried wrong credentials.
     pub auth_failures: u64,
-    /// Per mount: (path, access units delivered to the media, media instances alive).
-    pub mounts: Vec<(String, u64, usize)>,
+    /// Per mount, sorted by path.
+    pub mounts: Vec<MountStats>,
+}
+
+/// Counters of one RTSP mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MountStats {
+    /// The mount's path, e.g. `/cam1`.
+    pub path: String,
+    /// Access units handed to the media (counted once however many viewers share it).
+    pub delivered: u64,
+    /// Media instances alive now (viewers of one mount share one media).
+    pub medias: usize,
+    /// Media instances ever created for this mount.
+    pub medias_total: u64,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +152,7 @@ mod counting_auth {
 struct Feed {
     state: Mutex<FeedState>,
     delivered: AtomicU64,
+    medias_total: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -517,6 +531,7 @@ impl RtspServer {
             src.set_property_from_str("leaky-type", "downstream");
             src.set_property("block", false);
             feed.lock().sources.push((src, true));
+            feed.medias_total.fetch_add(1, Ordering::Relaxed);
             feed.request_key_frame();
         });
         let Some(points) = self.inner.server.mount_points() else {
@@ -555,15 +570,14 @@ impl RtspServer {
 
     /// Counters: clients, refusals, per-mount delivery.
     pub fn stats(&self) -> RtspStats {
-        let mut mounts: Vec<(String, u64, usize)> = self
+        let mut mounts: Vec<MountStats> = self
             .mounts()
             .iter()
-            .map(|(p, f)| {
-                (
-                    p.clone(),
-                    f.delivered.load(Ordering::Relaxed),
-                    f.lock().sources.len(),
-                )
+            .map(|(p, f)| MountStats {
+                path: p.clone(),
+                delivered: f.delivered.load(Ordering::Relaxed),
+                medias: f.lock().sources.len(),
+                medias_total: f.medias_total.load(Ordering::Relaxed),
             })
             .collect();
         mounts.sort();
