@@ -406,11 +406,34 @@ impl Telescope {
             .map_err(|e| StreamError::new_err(e.to_string()))
     }
 
-    /// Queues a frame; never blocks. False when it was not accepted (see stats()).
-    fn put(&self, py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<bool> {
+    /// Queues a frame; never blocks unless `block` is true. False when it was not accepted
+    /// (see stats()). `timestamp`: the capture time in seconds on the stream's own timeline
+    /// (e.g. frame index / fps for recorded footage); by default the time of the call.
+    /// `block=True` waits for room instead of dropping: for offline sources only.
+    #[pyo3(signature = (frame, timestamp=None, block=false))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        frame: &Bound<'_, PyAny>,
+        timestamp: Option<f64>,
+        block: bool,
+    ) -> PyResult<bool> {
         let array = as_u8_array(frame)?;
-        let owned = to_frame(&array)?;
-        Ok(py.detach(|| self.inner.put(owned)).is_queued())
+        let mut owned = to_frame(&array)?;
+        if let Some(t) = timestamp {
+            let at = std::time::Duration::try_from_secs_f64(t).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "timestamp {t} is not a time in seconds (finite, not negative)"
+                ))
+            })?;
+            owned = owned.at(at);
+        }
+        let outcome = if block {
+            py.detach(|| self.inner.put_blocking(owned))
+        } else {
+            py.detach(|| self.inner.put(owned))
+        };
+        Ok(outcome.is_queued())
     }
 
     /// Draw this scene on every frame from now on (None clears it).

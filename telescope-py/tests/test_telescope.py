@@ -160,3 +160,72 @@ def test_the_compat_api_writes_a_file_and_hides_secrets(tmp_path):
         t.put(next(frames(1)))
     handler = KVSInlineCredentialsHandler("AKIDEXAMPLE", "very-secret")
     assert "very-secret" not in repr(handler)
+
+
+@pytest.fixture
+def mock_kvs():
+    """The project's mock-kvs (`telescope mock-kvs`, built by ci/python) on a loopback port."""
+    import os
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[2]
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", root / "target"))
+    binary = os.environ.get("TELESCOPE_BIN", str(target / "debug" / "telescope"))
+    assert os.path.exists(binary), f"{binary} missing: ci/python builds it (cargo build -p harness)"
+    proc = subprocess.Popen(
+        [binary, "mock-kvs", "--listen", "127.0.0.1:0",
+         "--access-key", KVS_KEY, "--secret-key", KVS_SECRET],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("mock-kvs listening on "), line
+        yield line.removeprefix("mock-kvs listening on ")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+KVS_KEY = "AKIDPYTHONKVS01"
+KVS_SECRET = "python-kvs-secret"
+
+
+def test_a_kvs_stream_into_mock_kvs_is_read_back_with_boto3(tmp_path, mock_kvs):
+    import boto3
+
+    creds = {"access_key_id": KVS_KEY, "secret_access_key": KVS_SECRET}
+    kvs = telescope.KvsStream("py-lobby", "us-east-1", endpoint=mock_kvs,
+                              credentials=creds, create=True)
+    assert KVS_SECRET not in repr(kvs)
+    n = 50
+    with telescope.Telescope(sinks=[kvs], fps=10, width=160, height=120) as t:
+        for i, f in enumerate(frames(n)):
+            # Recorded footage: its own timeline, every frame kept.
+            assert t.put(f, timestamp=i / 10, block=True)
+    stats = t.stats()
+    assert stats["frames_out"] == n and stats["frames_pushed"] == n, stats
+    delivered = kvs.stats()
+    assert delivered["fragments"] >= 1 and delivered["persisted"] == delivered["fragments"], delivered
+    assert delivered["evicted"] == 0 and delivered["rejected"] == 0, delivered
+
+    # A real AWS client reads it back: boto3 GetDataEndpoint + GetMedia from the earliest.
+    session = boto3.session.Session(aws_access_key_id=KVS_KEY, aws_secret_access_key=KVS_SECRET,
+                                    region_name="us-east-1")
+    control = session.client("kinesisvideo", endpoint_url=mock_kvs)
+    endpoint = control.get_data_endpoint(StreamName="py-lobby", APIName="GET_MEDIA")["DataEndpoint"]
+    media = session.client("kinesis-video-media", endpoint_url=endpoint)
+    got = media.get_media(StreamName="py-lobby", StartSelector={"StartSelectorType": "EARLIEST"})
+    fetched = tmp_path / "fetched.mkv"
+    fetched.write_bytes(got["Payload"].read())
+    w, h, count, _ = probe(fetched)
+    assert (w, h, count) == (160, 120, n)
+
+
+def test_timestamps_must_be_times(tmp_path):
+    t = telescope.Telescope(sinks=[f"file:{tmp_path / 'ts.mkv'}"], fps=10, width=160, height=120)
+    f = np.zeros((120, 160, 3), np.uint8)
+    with t:
+        for bad in (float("nan"), -1.0, float("inf")):
+            with pytest.raises(ValueError, match="timestamp"):
+                t.put(f, timestamp=bad)
+        assert t.put(f, timestamp=0.0)
+    assert t.stats()["frames_put"] == 1, "a refused frame is not counted as put"
