@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::error::FrameError;
+use crate::pool::Pixels;
 
 /// Pixel layouts Telescope accepts from applications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,8 +76,17 @@ pub struct PlaneLayout {
     pub size: usize,
 }
 
+/// Rows of plane `plane` in a frame of this format and height.
+pub(crate) fn plane_rows(format: PixelFormat, height: u32, plane: usize) -> usize {
+    if plane > 0 && format.is_subsampled() {
+        height as usize / 2
+    } else {
+        height as usize
+    }
+}
+
 /// Layout checks shared by [`Frame`] and [`FrameRef`].
-fn layout(
+pub(crate) fn layout(
     format: PixelFormat,
     width: u32,
     height: u32,
@@ -164,7 +174,7 @@ pub fn tight_stride(format: PixelFormat, width: u32) -> usize {
 /// absent, [`crate::Telescope::put`] stamps the frame with the Telescope's clock.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
-    data: Vec<u8>,
+    data: Pixels,
     format: PixelFormat,
     width: u32,
     height: u32,
@@ -179,7 +189,7 @@ impl std::fmt::Debug for Frame {
             .field("width", &self.width)
             .field("height", &self.height)
             .field("stride", &self.stride)
-            .field("bytes", &self.data.len())
+            .field("bytes", &self.data.as_slice().len())
             .field("captured_at", &self.captured_at)
             .finish()
     }
@@ -204,7 +214,17 @@ impl Frame {
         height: u32,
         stride: usize,
     ) -> Result<Self, FrameError> {
-        check_len(format, width, height, stride, data.len())?;
+        Self::from_pixels(Pixels::unpooled(data), format, width, height, stride)
+    }
+
+    pub(crate) fn from_pixels(
+        data: Pixels,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        stride: usize,
+    ) -> Result<Self, FrameError> {
+        check_len(format, width, height, stride, data.as_slice().len())?;
         Ok(Frame {
             data,
             format,
@@ -240,7 +260,7 @@ impl Frame {
     /// Borrow this frame.
     pub fn as_frame_ref(&self) -> FrameRef<'_> {
         FrameRef {
-            data: &self.data,
+            data: self.data.as_slice(),
             format: self.format,
             width: self.width,
             height: self.height,
@@ -251,15 +271,15 @@ impl Frame {
 
     /// The pixel bytes (possibly longer than [`PlaneLayout::size`]).
     pub fn data(&self) -> &[u8] {
-        &self.data
+        self.data.as_slice()
     }
     /// Mutable pixel bytes, for drawing in place.
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.data
+        self.data.as_mut_slice()
     }
     /// Give the pixels back.
     pub fn into_data(self) -> Vec<u8> {
-        self.data
+        self.data.into_vec()
     }
     /// Pixel format.
     pub fn format(&self) -> PixelFormat {
@@ -288,12 +308,17 @@ impl Frame {
             planes: 1,
             offsets: [0; 3],
             strides: [self.stride, 0, 0],
-            size: self.data.len(),
+            size: self.data.as_slice().len(),
         })
     }
     /// Bytes of memory this frame holds.
     pub fn memory_size(&self) -> usize {
         self.data.capacity()
+    }
+
+    /// The pixels as a GStreamer buffer's memory, returned to their pool when it is freed.
+    pub(crate) fn into_pixels(self) -> Pixels {
+        self.data
     }
 }
 
@@ -351,7 +376,7 @@ impl<'a> FrameRef<'a> {
             .map(|l| l.size)
             .unwrap_or(self.data.len());
         Frame {
-            data: self.data[..size.min(self.data.len())].to_vec(),
+            data: Pixels::unpooled(self.data[..size.min(self.data.len())].to_vec()),
             format: self.format,
             width: self.width,
             height: self.height,

@@ -37,6 +37,7 @@ pub mod error;
 pub mod frame;
 pub mod kvs;
 mod pipeline;
+pub mod pool;
 mod queue;
 pub mod rate;
 pub mod sink;
@@ -51,6 +52,7 @@ pub use config::{
 pub use encoder::{EncoderConfig, EncoderKind};
 pub use error::{FrameError, TelescopeError};
 pub use frame::{Frame, FrameRef, PixelFormat};
+pub use pool::{FramePool, PoolStats};
 pub use rate::Rate;
 pub use sink::{BasicAuth, FileSinkConfig, RtspMount, RtspServer, RtspServerConfig, SinkConfig};
 pub use stats::{DropReason, StateKind, Stats};

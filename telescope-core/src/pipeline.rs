@@ -208,7 +208,7 @@ impl StreamPipeline {
         let layout = frame.layout();
         let format = frame.format().video_format();
         let (w, h) = (frame.width(), frame.height());
-        let mut buffer = gst::Buffer::from_mut_slice(frame.into_data());
+        let mut buffer = gst::Buffer::from_mut_slice(frame.into_pixels());
         {
             let Some(buf) = buffer.get_mut() else {
                 return Err(PushError::Refused(gst::FlowError::Error));

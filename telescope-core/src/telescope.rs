@@ -13,6 +13,7 @@ use crate::encoder::{self, EncoderKind};
 use crate::error::TelescopeError;
 use crate::frame::{Frame, FrameRef};
 use crate::pipeline::{PushError, RateCounters, StreamPipeline};
+use crate::pool::FramePool;
 use crate::queue::{BusEvent, Inbox, Offer, Work};
 use crate::stats::{Counters, DropReason, StateKind, Stats};
 use crate::warmup::{Warmup, WarmupEstimate};
@@ -84,6 +85,7 @@ pub struct Telescope {
     config: TelescopeConfig,
     shared: Arc<Shared>,
     worker: Mutex<Option<JoinHandle<Result<(), TelescopeError>>>>,
+    pool: FramePool,
 }
 
 impl std::fmt::Debug for Telescope {
@@ -124,6 +126,9 @@ impl Telescope {
                 }),
                 current: Mutex::new(None),
             }),
+            // Frames alive at once: the queue, the one the worker holds, and those inside the
+            // pipeline up to the converter (its own queue holds a few).
+            pool: FramePool::new(config.queue_capacity + 8),
             config,
             worker: Mutex::new(None),
         })
@@ -202,9 +207,16 @@ impl Telescope {
         self.account(self.shared.inbox.offer(frame))
     }
 
-    /// Like [`Telescope::put`] for a borrowed frame: copies the pixels once.
+    /// Like [`Telescope::put`] for a borrowed frame: copies the pixels once, into a buffer
+    /// from the Telescope's pool (no allocation per frame once the stream runs).
     pub fn put_ref(&self, frame: FrameRef<'_>) -> PutOutcome {
-        self.put(frame.to_owned())
+        self.put(self.pool.copy(frame))
+    }
+
+    /// The pool [`Telescope::put_ref`] copies into; bindings that copy frames themselves (any
+    /// layout) build theirs from it with [`FramePool::build`].
+    pub fn pool(&self) -> &FramePool {
+        &self.pool
     }
 
     /// Hand a frame over, waiting for room in the queue instead of dropping: for offline

@@ -389,3 +389,48 @@ fn put_never_waits_for_a_stalled_sink_and_counts_what_it_drops() {
     );
     assert_eq!(stats.frames_pushed + stats.dropped_total(), frames);
 }
+
+#[test]
+fn borrowed_frames_are_copied_into_recycled_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pooled.mkv");
+    let rate = Rate::whole(30).unwrap();
+    let (w, h) = (640u32, 480u32);
+    let t = Telescope::new(
+        TelescopeConfig::builder()
+            .fps(rate)
+            .size(w, h)
+            .sink(SinkConfig::file(&out).unwrap())
+            .build(),
+    )
+    .unwrap();
+    t.start().unwrap();
+    // The application's own buffer, rows padded to 2048 bytes, reused for every frame.
+    let stride = 2048;
+    let mut pixels = vec![0u8; stride * h as usize];
+    let n = 300u64;
+    for i in 0..n {
+        pixels.fill((i % 250) as u8);
+        let frame = telescope::FrameRef::with_stride(&pixels, PixelFormat::Bgr8, w, h, stride)
+            .unwrap()
+            .at(rate.frame_time(i));
+        t.put_ref(frame);
+    }
+    let stats = t.stop().unwrap().stats;
+    let pool = t.pool().stats();
+    assert_eq!(stats.frames_pushed + stats.dropped_total(), n, "{stats:?}");
+    assert_eq!(pool.allocated + pool.reused, n, "{pool:?}");
+    // Every buffer came back, from the pipeline as from the drops: the pool never needed more
+    // than it keeps (queue capacity + 8), whatever the number of frames.
+    let bound = t.config().queue_capacity as u64 + 8;
+    assert!(
+        pool.allocated <= bound,
+        "{pool:?} allocated more than {bound}"
+    );
+    assert!(
+        pool.idle as u64 >= pool.allocated.min(bound) - 1,
+        "{pool:?}"
+    );
+    let p = probe(&out);
+    assert_eq!((p.frames, p.width, p.height), (stats.frames_out, w, h));
+}

@@ -12,7 +12,7 @@ use telescope::credentials::CredentialSource;
 use telescope::kvs::KvsConfig;
 use telescope::sink::{KvsSink, KvsSinkConfig};
 use telescope::{
-    BasicAuth, EncoderConfig, EncoderKind, Frame, FrameRef, PixelFormat, Rate, RtspServerConfig,
+    BasicAuth, EncoderConfig, EncoderKind, Frame, FramePool, PixelFormat, Rate, RtspServerConfig,
     SinkConfig, TelescopeConfig,
 };
 
@@ -99,23 +99,25 @@ fn view<'a>(array: &'a Bound<'_, PyArrayDyn<u8>>) -> PyResult<Option<View<'a>>> 
     }))
 }
 
-/// Copies any u8 frame into an owned `Frame` (one copy; packed rows copied as a block).
-fn to_frame(array: &Bound<'_, PyArrayDyn<u8>>) -> PyResult<Frame> {
+/// Copies any u8 frame into a `Frame` from the Telescope's buffer pool: one copy, no
+/// allocation once the stream runs (packed rows copied as one block or row by row).
+fn to_frame(array: &Bound<'_, PyArrayDyn<u8>>, pool: &FramePool) -> PyResult<Frame> {
+    let bad = |e: telescope::FrameError| PyValueError::new_err(e.to_string());
     if let Some(v) = view(array)? {
         let h = v.height as usize;
-        if v.data.len() >= v.stride * h {
-            let r = FrameRef::with_stride(v.data, v.format, v.width, v.height, v.stride)
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
-            return Ok(r.to_owned());
-        }
-        // A crop: its last row ends before a full stride; copy row by row.
         let row = v.width as usize * if v.format == PixelFormat::Bgr8 { 3 } else { 1 };
-        let mut data = Vec::with_capacity(row * h);
-        for y in 0..h {
-            data.extend_from_slice(&v.data[y * v.stride..y * v.stride + row]);
-        }
-        return Frame::from_vec(data, v.format, v.width, v.height)
-            .map_err(|e| PyValueError::new_err(e.to_string()));
+        return pool
+            .build(v.format, v.width, v.height, |out| {
+                if v.stride == row {
+                    out.extend_from_slice(&v.data[..row * h]);
+                } else {
+                    // A crop of a larger image: its last row may end before a full stride.
+                    for y in 0..h {
+                        out.extend_from_slice(&v.data[y * v.stride..y * v.stride + row]);
+                    }
+                }
+            })
+            .map_err(bad);
     }
     // Strided pixels (e.g. a[:, ::2]): gather through numpy's view.
     let readonly = array
@@ -123,14 +125,17 @@ fn to_frame(array: &Bound<'_, PyArrayDyn<u8>>) -> PyResult<Frame> {
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let a = readonly.as_array();
     let shape = a.shape().to_vec();
-    let data: Vec<u8> = a.iter().copied().collect();
     let format = if shape.len() == 3 {
         PixelFormat::Bgr8
     } else {
         PixelFormat::Gray8
     };
-    Frame::from_vec(data, format, shape[1] as u32, shape[0] as u32)
-        .map_err(|e| PyValueError::new_err(e.to_string()))
+    let (w, h) = (
+        u32::try_from(shape[1]).map_err(|_| PyValueError::new_err("frame too wide"))?,
+        u32::try_from(shape[0]).map_err(|_| PyValueError::new_err("frame too tall"))?,
+    );
+    pool.build(format, w, h, |out| out.extend(a.iter().copied()))
+        .map_err(bad)
 }
 
 /// An RTSP server in this process; `mount(path)` gives a sink.
@@ -419,7 +424,7 @@ impl Telescope {
         block: bool,
     ) -> PyResult<bool> {
         let array = as_u8_array(frame)?;
-        let mut owned = to_frame(&array)?;
+        let mut owned = to_frame(&array, self.inner.pool())?;
         if let Some(t) = timestamp {
             let at = std::time::Duration::try_from_secs_f64(t).map_err(|_| {
                 PyValueError::new_err(format!(
@@ -458,8 +463,12 @@ impl Telescope {
         stats_dict(py, &report.stats)
     }
 
+    /// Counters; `buffers_allocated` counts the frame buffers ever allocated (it stays small:
+    /// buffers are recycled once the encoder is done with them).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        stats_dict(py, &self.inner.stats())
+        let d = stats_dict(py, &self.inner.stats())?;
+        d.set_item("buffers_allocated", self.inner.pool().stats().allocated)?;
+        Ok(d)
     }
 
     fn __enter__(slf: PyRef<'_, Self>, py: Python<'_>) -> PyResult<Py<Self>> {
