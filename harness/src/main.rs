@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod annotate;
+mod bench;
 mod duration;
 mod mock_kvs;
 mod replay;
@@ -27,6 +28,11 @@ enum Command {
     Annotate(annotate::AnnotateArgs),
     /// Run a local Kinesis Video Streams endpoint (control plane) until Ctrl-C.
     MockKvs(mock_kvs::MockKvsArgs),
+    /// CPU per frame of Telescope against the raw encoder and the original Python path.
+    Bench(bench::BenchArgs),
+    /// One Telescope variant of `telescope bench` (internal).
+    #[command(hide = true)]
+    BenchRun(bench::BenchRunArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +48,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(*args),
         Command::MockKvs(args) => mock_kvs::run(args),
         Command::Annotate(args) => annotate::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchRun(args) => bench::run_one(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -88,6 +88,9 @@ pub struct ReplayArgs {
     /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
     #[arg(long, default_value = "auto")]
     pub encoder: String,
+    /// Encoder profile: edge-low-cpu, balanced (default) or quality (see the README).
+    #[arg(long, default_value = "balanced")]
+    pub encoder_profile: String,
     /// Draw this scene (JSON) on every streamed frame.
     #[arg(long)]
     pub scene: Option<PathBuf>,
@@ -344,16 +347,18 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         },
     );
     let mut lanes = Vec::with_capacity(plan.len());
-    let encoder = telescope::EncoderKind::parse(&args.encoder)?;
+    let encoder = telescope::EncoderConfig {
+        kind: telescope::EncoderKind::parse(&args.encoder)?,
+        ..telescope::EncoderConfig::for_profile(telescope::EncoderProfile::parse(
+            &args.encoder_profile,
+        )?)
+    };
     let make =
         |name: &str, configs: Vec<SinkConfig>, overlay: Option<Overlay>| -> Result<Telescope> {
             let mut builder = TelescopeConfig::builder()
                 .clock(clock.clone())
                 .name(name)
-                .encoder(telescope::EncoderConfig {
-                    kind: encoder.clone(),
-                    ..Default::default()
-                });
+                .encoder(encoder.clone());
             if let Some(fps) = args.fps {
                 builder = builder.fps(fps);
             }

@@ -64,9 +64,13 @@ impl EncoderKind {
 pub enum H264Profile {
     /// Constrained baseline: every decoder plays it; larger files.
     Baseline,
-    /// Main: CABAC, smaller at the same quality; every current player and KVS console plays it.
-    #[default]
+    /// Main: CABAC, smaller at the same quality than baseline.
     Main,
+    /// High (the default): adds the 8x8 transform, the largest single gain in quality at a
+    /// given bitrate (SSIM 0.963 against main's 0.945 on vtest.avi at 500 kbit/s, `telescope
+    /// bench`); browsers (the KVS console, HLS/DASH players), VLC and ffmpeg all play it.
+    #[default]
+    High,
 }
 
 impl H264Profile {
@@ -74,6 +78,79 @@ impl H264Profile {
         match self {
             H264Profile::Baseline => "constrained-baseline",
             H264Profile::Main => "main",
+            H264Profile::High => "high",
+        }
+    }
+}
+
+/// Named encoder settings, chosen from measurements (`benches/RESULTS.md`, `telescope bench`):
+/// CPU per frame and SSIM at the same bitrate, against the original Python pipeline (x264
+/// `medium`, no B-frames), whose CPU per frame is 100 %.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EncoderProfile {
+    /// x264 `ultrafast`, `zerolatency`: about 15 % of the original's CPU; SSIM about 0.02 lower
+    /// than `balanced` (fine detail smears). For boxes that cannot spare more.
+    EdgeLowCpu,
+    /// x264 `superfast`, `zerolatency` (the default): about 25 % of the original's CPU, SSIM
+    /// within 0.01 of it, no added latency.
+    #[default]
+    Balanced,
+    /// x264 `faster` with `subme=7 ref=3`, frame lookahead (no `zerolatency`) and the
+    /// original's key frame every 4.5 s: the original's SSIM at about 60-85 % of its CPU. The
+    /// lookahead delays the stream by about 20 frames; KVS fragments last 4.5 s.
+    Quality,
+}
+
+impl EncoderProfile {
+    /// Every profile, in order of CPU cost.
+    pub const ALL: [EncoderProfile; 3] = [
+        EncoderProfile::EdgeLowCpu,
+        EncoderProfile::Balanced,
+        EncoderProfile::Quality,
+    ];
+
+    /// The profile's name (`edge-low-cpu`, `balanced`, `quality`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EncoderProfile::EdgeLowCpu => "edge-low-cpu",
+            EncoderProfile::Balanced => "balanced",
+            EncoderProfile::Quality => "quality",
+        }
+    }
+
+    /// Parse a profile name.
+    pub fn parse(s: &str) -> Result<Self, TelescopeError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                TelescopeError::Config(format!(
+                    "unknown encoder profile `{s}`: use edge-low-cpu, balanced or quality"
+                ))
+            })
+    }
+
+    /// Seconds between key frames (one KVS fragment each).
+    fn key_frame_interval_secs(self) -> f64 {
+        match self {
+            EncoderProfile::EdgeLowCpu | EncoderProfile::Balanced => 2.0,
+            EncoderProfile::Quality => 4.5,
+        }
+    }
+
+    /// x264 settings of this profile: preset, tune (empty for none), extra properties.
+    fn x264(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    ) {
+        match self {
+            EncoderProfile::EdgeLowCpu => ("ultrafast", "zerolatency", &[]),
+            EncoderProfile::Balanced => ("superfast", "zerolatency", &[]),
+            EncoderProfile::Quality => ("faster", "", &[("subme", "7"), ("ref", "3")]),
         }
     }
 }
@@ -89,9 +166,11 @@ pub struct EncoderConfig {
     pub key_frame_interval_secs: f64,
     /// x264 speed preset (default `superfast`: the measured knee of CPU against quality).
     pub speed_preset: String,
-    /// x264 tuning (default `zerolatency`: no frame lookahead, no B-frames).
+    /// x264 tuning (default `zerolatency`: no frame lookahead, no B-frames); empty for none.
     pub tune: String,
-    /// Profile for software encoders (default main).
+    /// Further x264 `property=value` settings (ignored by other encoders).
+    pub x264_options: Vec<(String, String)>,
+    /// Profile for software encoders (default high).
     pub profile: H264Profile,
     /// Extra `property=value` settings applied to the encoder element last, overriding the above.
     pub properties: Vec<(String, String)>,
@@ -99,19 +178,29 @@ pub struct EncoderConfig {
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        EncoderConfig {
-            kind: EncoderKind::Auto,
-            bitrate_kbps: None,
-            key_frame_interval_secs: 2.0,
-            speed_preset: "superfast".to_owned(),
-            tune: "zerolatency".to_owned(),
-            profile: H264Profile::Main,
-            properties: Vec::new(),
-        }
+        EncoderConfig::for_profile(EncoderProfile::default())
     }
 }
 
 impl EncoderConfig {
+    /// The settings of a named profile (automatic encoder choice, derived bitrate).
+    pub fn for_profile(profile: EncoderProfile) -> Self {
+        let (preset, tune, options) = profile.x264();
+        EncoderConfig {
+            kind: EncoderKind::Auto,
+            bitrate_kbps: None,
+            key_frame_interval_secs: profile.key_frame_interval_secs(),
+            speed_preset: preset.to_owned(),
+            tune: tune.to_owned(),
+            x264_options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            profile: H264Profile::High,
+            properties: Vec::new(),
+        }
+    }
+
     /// The bitrate used for a stream of this size and rate.
     pub fn bitrate_for(&self, width: u32, height: u32, rate: Rate) -> u32 {
         self.bitrate_kbps.unwrap_or_else(|| {
@@ -227,7 +316,12 @@ pub(crate) fn build(
             enc.set_property("key-int-max", key_int);
             enc.set_property("bframes", 0u32);
             set_from_str(&enc, "speed-preset", &config.speed_preset)?;
-            set_from_str(&enc, "tune", &config.tune)?;
+            if !config.tune.is_empty() {
+                set_from_str(&enc, "tune", &config.tune)?;
+            }
+            for (name, value) in &config.x264_options {
+                set_from_str(&enc, name, value)?;
+            }
             elements.push(enc.clone());
         }
         EncoderKind::OpenH264 => {
@@ -300,5 +394,13 @@ mod tests {
             900
         );
         assert!(EncoderKind::parse("h265").is_err());
+        for p in EncoderProfile::ALL {
+            assert_eq!(EncoderProfile::parse(p.name()).unwrap(), p);
+        }
+        assert_eq!(
+            EncoderConfig::default(),
+            EncoderConfig::for_profile(EncoderProfile::Balanced)
+        );
+        assert!(EncoderProfile::parse("fast").is_err());
     }
 }

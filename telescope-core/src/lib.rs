@@ -49,7 +49,7 @@ pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::{
     OverflowPolicy, RestartPolicy, SizeChangePolicy, TelescopeConfig, TelescopeConfigBuilder,
 };
-pub use encoder::{EncoderConfig, EncoderKind};
+pub use encoder::{EncoderConfig, EncoderKind, EncoderProfile};
 pub use error::{FrameError, TelescopeError};
 pub use frame::{Frame, FrameRef, PixelFormat};
 pub use pool::{FramePool, PoolStats};

@@ -434,3 +434,39 @@ fn borrowed_frames_are_copied_into_recycled_buffers() {
     let p = probe(&out);
     assert_eq!((p.frames, p.width, p.height), (stats.frames_out, w, h));
 }
+
+#[test]
+fn every_encoder_profile_encodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = Rate::whole(10).unwrap();
+    for profile in telescope::EncoderProfile::ALL {
+        let out = dir.path().join(format!("{}.mkv", profile.name()));
+        let t = Telescope::new(
+            TelescopeConfig::builder()
+                .fps(rate)
+                .size(96, 64)
+                .encoder(telescope::EncoderConfig {
+                    kind: telescope::EncoderKind::X264,
+                    ..telescope::EncoderConfig::for_profile(profile)
+                })
+                .sink(SinkConfig::file(&out).unwrap())
+                .build(),
+        )
+        .unwrap();
+        t.start().unwrap();
+        for n in 0..30 {
+            assert!(t
+                .put_blocking(bgr_frame(96, 64, n, rate.frame_time(n)))
+                .is_queued());
+        }
+        let stats = t.stop().unwrap().stats;
+        assert_eq!(stats.last_error, None, "{}", profile.name());
+        let p = probe(&out);
+        assert_eq!(
+            (p.frames, p.codec.as_str()),
+            (30, "h264"),
+            "{}",
+            profile.name()
+        );
+    }
+}

@@ -12,8 +12,8 @@ use telescope::credentials::CredentialSource;
 use telescope::kvs::KvsConfig;
 use telescope::sink::{KvsSink, KvsSinkConfig};
 use telescope::{
-    BasicAuth, EncoderConfig, EncoderKind, Frame, FramePool, PixelFormat, Rate, RtspServerConfig,
-    SinkConfig, TelescopeConfig,
+    BasicAuth, EncoderConfig, EncoderKind, EncoderProfile, Frame, FramePool, PixelFormat, Rate,
+    RtspServerConfig, SinkConfig, TelescopeConfig,
 };
 
 create_exception!(
@@ -364,7 +364,7 @@ fn parse_sink(obj: &Bound<'_, PyAny>) -> PyResult<SinkConfig> {
 #[pymethods]
 impl Telescope {
     #[new]
-    #[pyo3(signature = (sinks, fps=None, width=None, height=None, encoder=None, queue=8))]
+    #[pyo3(signature = (sinks, fps=None, width=None, height=None, encoder=None, queue=8, profile=None, bitrate_kbps=None))]
     fn new(
         sinks: Vec<Bound<'_, PyAny>>,
         fps: Option<f64>,
@@ -372,6 +372,8 @@ impl Telescope {
         height: Option<u32>,
         encoder: Option<String>,
         queue: usize,
+        profile: Option<String>,
+        bitrate_kbps: Option<u32>,
     ) -> PyResult<Self> {
         let overlay = Overlay::new();
         let mut b = TelescopeConfig::builder()
@@ -390,12 +392,16 @@ impl Telescope {
             (None, None) => {}
             _ => return Err(config_err("give both width and height, or neither")),
         }
+        let profile = match profile {
+            Some(p) => EncoderProfile::parse(&p).map_err(config_err)?,
+            None => EncoderProfile::default(),
+        };
+        let mut encoder_config = EncoderConfig::for_profile(profile);
         if let Some(e) = encoder {
-            b = b.encoder(EncoderConfig {
-                kind: EncoderKind::parse(&e).map_err(config_err)?,
-                ..Default::default()
-            });
+            encoder_config.kind = EncoderKind::parse(&e).map_err(config_err)?;
         }
+        encoder_config.bitrate_kbps = bitrate_kbps;
+        b = b.encoder(encoder_config);
         if sinks.is_empty() {
             return Err(config_err("at least one sink is needed"));
         }

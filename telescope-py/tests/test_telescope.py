@@ -77,6 +77,8 @@ def test_bad_frames_raise_value_error_and_nothing_else_breaks(tmp_path):
 
 
 def test_configuration_errors_are_telescope_errors(tmp_path):
+    with pytest.raises(telescope.ConfigError, match="encoder profile"):
+        telescope.Telescope(sinks=[f"file:{tmp_path / 'p.mkv'}"], profile="fastest")
     with pytest.raises(telescope.ConfigError, match="sink"):
         telescope.Telescope(sinks=[])
     with pytest.raises(telescope.ConfigError):

@@ -1,0 +1,619 @@
+//! `telescope bench FOOTAGE`: CPU per frame of Telescope against the raw encoder pipeline and
+//! the original Python path, on the same frames, in one go.
+//!
+//! The footage is decoded once into a raw BGR file. Each variant then runs as its own process
+//! (so its CPU time and peak memory are its own, read from `wait4`):
+//! - `gst-launch[P]`: `filesrc ! rawvideoparse ! videoconvert ! x264enc (profile P) ! h264parse !
+//!   matroskamux ! filesink`, the floor for that profile;
+//! - `telescope[P]`: this binary's `bench-run`, which loads the frames into memory and hands
+//!   each to `Telescope::put_ref` (one copy into a pooled buffer), with profile P;
+//! - `python videowriter (original)` / `(telescope settings)`: OpenCV's VideoWriter over
+//!   GStreamer from Debian's python3-opencv, the original telescope's path;
+//! - `telescope-py[balanced]`: the Python package, when a Python that imports it is given.
+//!
+//! In-process variants report the CPU spent streaming (after loading the frames); gst-launch's
+//! figure is its whole process (reading the raw file is its input stage). SSIM comes from
+//! ffmpeg's `ssim` filter against the raw frames, bitrate from the output's size.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use simulator::source::{Source, SourceSpec};
+use telescope::{
+    EncoderConfig, EncoderKind, EncoderProfile, FrameRef, PixelFormat, Rate, SinkConfig, Telescope,
+    TelescopeConfig,
+};
+
+/// Arguments of `telescope bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  telescope bench /usr/share/doc/opencv-doc/examples/data/vtest.avi
+  telescope bench clip.mp4 --frames 300 --bitrate 1500 --json
+  ci/bench   (the same on vtest.avi, with the Python baselines)")]
+pub struct BenchArgs {
+    /// Footage: a file GStreamer decodes, or a source spec (pattern:smpte@1280x720@30).
+    pub footage: String,
+    /// Use at most this many frames (they are held in memory: mind width x height x 3 each).
+    #[arg(long, default_value_t = 900)]
+    pub frames: u32,
+    /// Target bitrate for every variant, kbit/s (the original Python telescope used 500).
+    #[arg(long, default_value_t = 500)]
+    pub bitrate: u32,
+    /// Frame rate when the footage declares none.
+    #[arg(long, default_value = "10")]
+    pub fps: String,
+    /// Profiles to measure (comma-separated).
+    #[arg(long, default_value = "edge-low-cpu,balanced,quality")]
+    pub profiles: String,
+    /// Python with python3-opencv for the VideoWriter baselines ("" to skip them).
+    #[arg(long, default_value = "/usr/bin/python3")]
+    pub python: String,
+    /// Python that imports the telescope package, for the telescope-py variant.
+    #[arg(long)]
+    pub telescope_python: Option<PathBuf>,
+    /// Keep the raw frames and outputs here (default: a temporary directory, removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of the hidden `telescope bench-run` (one Telescope variant).
+#[derive(Debug, Args)]
+pub struct BenchRunArgs {
+    raw: PathBuf,
+    width: u32,
+    height: u32,
+    fps: String,
+    profile: String,
+    bitrate: u32,
+    out: PathBuf,
+}
+
+/// One measured variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    pub name: String,
+    pub frames: u64,
+    /// CPU per input frame, ms (streaming only where the variant reports it).
+    pub cpu_ms_per_frame: f64,
+    /// Whole-process CPU per frame, ms (including loading the frames).
+    pub process_cpu_ms_per_frame: f64,
+    pub wall_s: f64,
+    pub max_rss_mib: f64,
+    pub kbps: f64,
+    pub ssim: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    footage: String,
+    width: u32,
+    height: u32,
+    fps: String,
+    frames: u64,
+    bitrate_kbps: u32,
+    variants: Vec<Variant>,
+    ratios: Vec<(String, f64)>,
+}
+
+/// Child process accounting from `wait4`.
+struct Usage {
+    cpu: Duration,
+    max_rss_kib: u64,
+    wall: Duration,
+    stdout: String,
+}
+
+fn run_measured(cmd: &mut Command) -> Result<Usage> {
+    let what = format!("{cmd:?}");
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut stdout).ok();
+    }
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr).ok();
+    }
+    let pid = i32::try_from(child.id()).context("child pid")?;
+    let mut status = 0i32;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet reaped (std only reaps in wait()); pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    if r != pid {
+        bail!("waiting for {what}: {}", std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!(
+            "{what} failed: {}",
+            stderr.lines().last().unwrap_or("(no output)")
+        );
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(Usage {
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        wall,
+        stdout,
+    })
+}
+
+/// Decode up to `max` frames into `raw` (BGR, tightly packed).
+fn decode(footage: &str, max: u32, fallback: Rate, raw: &Path) -> Result<(u32, u32, Rate, u64)> {
+    let spec: SourceSpec = footage
+        .parse()
+        .with_context(|| format!("footage `{footage}`"))?;
+    let mut source = Source::open(&spec, Some(1)).with_context(|| format!("opening {footage}"))?;
+    let rate = source.declared_rate().unwrap_or(fallback);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(raw).with_context(|| format!("creating {}", raw.display()))?,
+    );
+    let (mut w, mut h, mut n) = (0, 0, 0u64);
+    while n < u64::from(max) {
+        let Some(frame) = source.next_frame().context("decoding the footage")? else {
+            break;
+        };
+        if frame.format() != PixelFormat::Bgr8 {
+            bail!("the footage decoded to {:?}, expected BGR", frame.format());
+        }
+        if n == 0 {
+            (w, h) = (frame.width(), frame.height());
+        } else if (frame.width(), frame.height()) != (w, h) {
+            bail!("the footage changes size at frame {n}; bench needs one size");
+        }
+        let row = w as usize * 3;
+        for y in 0..h as usize {
+            let start = y * frame.stride();
+            out.write_all(&frame.data()[start..start + row])?;
+        }
+        n += 1;
+    }
+    out.flush()?;
+    if n == 0 {
+        bail!("{footage} has no frames");
+    }
+    Ok((w, h, rate, n))
+}
+
+/// The x264enc settings of a profile, as gst-launch and VideoWriter pipelines spell them.
+fn x264_settings(profile: EncoderProfile, bitrate: u32, rate: Rate) -> String {
+    let c = EncoderConfig::for_profile(profile);
+    let mut s = format!(
+        "bitrate={bitrate} key-int-max={} bframes=0 speed-preset={}",
+        c.key_int_for(rate),
+        c.speed_preset
+    );
+    if !c.tune.is_empty() {
+        s.push_str(&format!(" tune={}", c.tune));
+    }
+    for (k, v) in &c.x264_options {
+        s.push_str(&format!(" {k}={v}"));
+    }
+    s
+}
+
+fn ssim(out: &Path, raw: &Path, w: u32, h: u32, rate: Rate) -> Result<f64> {
+    let fps = format!("{}/{}", rate.num(), rate.den());
+    // Renumber both timelines (container timestamps are rounded to ms) so frame N meets N.
+    let graph = format!("[0:v]setpts=N/({fps})/TB[a];[1:v]setpts=N/({fps})/TB[b];[a][b]ssim");
+    let o = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(out)
+        .args(["-f", "rawvideo", "-pix_fmt", "bgr24", "-s"])
+        .arg(format!("{w}x{h}"))
+        .args(["-framerate", &fps, "-i"])
+        .arg(raw)
+        .args(["-lavfi", &graph, "-f", "null", "-"])
+        .output()
+        .context("running ffmpeg (ci/setup installs it)")?;
+    let text = String::from_utf8_lossy(&o.stderr);
+    text.split("All:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .with_context(|| {
+            format!(
+                "no SSIM in ffmpeg's output: {}",
+                text.lines().last().unwrap_or("")
+            )
+        })
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Reported {
+    cpu_s: f64,
+}
+
+struct Ctx {
+    raw: PathBuf,
+    dir: PathBuf,
+    w: u32,
+    h: u32,
+    rate: Rate,
+    frames: u64,
+}
+
+impl Ctx {
+    fn variant(&self, name: &str, usage: Usage, out: &Path) -> Result<Variant> {
+        let reported: Option<Reported> = usage
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok());
+        let frames = self.frames as f64;
+        let process = usage.cpu.as_secs_f64() * 1000.0 / frames;
+        let size = std::fs::metadata(out)
+            .with_context(|| format!("{name} wrote no {}", out.display()))?
+            .len();
+        let seconds = frames / self.rate.fps();
+        Ok(Variant {
+            name: name.to_owned(),
+            frames: self.frames,
+            cpu_ms_per_frame: reported
+                .as_ref()
+                .map_or(process, |r| r.cpu_s * 1000.0 / frames),
+            process_cpu_ms_per_frame: process,
+            wall_s: usage.wall.as_secs_f64(),
+            max_rss_mib: usage.max_rss_kib as f64 / 1024.0,
+            kbps: size as f64 * 8.0 / seconds / 1000.0,
+            ssim: Some(ssim(out, &self.raw, self.w, self.h, self.rate)?),
+        })
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        // Names become file names inside pipeline descriptions: no spaces or brackets.
+        let slug: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        self.dir.join(format!("{}.mkv", slug.trim_matches('-')))
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let fallback = parse_rate(&args.fps)?;
+    let profiles: Vec<EncoderProfile> = args
+        .profiles
+        .split(',')
+        .map(|p| EncoderProfile::parse(p.trim()))
+        .collect::<Result<_, _>>()?;
+    let tmp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            tmp = TempDir::new()?;
+            tmp.0.clone()
+        }
+    };
+    let raw = dir.join("source.bgr");
+    let (w, h, rate, frames) = decode(&args.footage, args.frames, fallback, &raw)?;
+    let ctx = Ctx {
+        raw: raw.clone(),
+        dir: dir.clone(),
+        w,
+        h,
+        rate,
+        frames,
+    };
+    let fps = format!("{}/{}", rate.num(), rate.den());
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut variants = Vec::new();
+    let note = |v: &Variant| {
+        if !args.json {
+            eprintln!("  measured {}", v.name);
+        }
+    };
+    if !args.json {
+        eprintln!(
+            "bench: {frames} frames of {w}x{h} at {fps} fps, {} kbit/s, in {}",
+            args.bitrate,
+            dir.display()
+        );
+    }
+    for p in &profiles {
+        let name = format!("gst-launch[{}]", p.name());
+        let out = ctx.out(&name);
+        let pipeline = format!(
+            "filesrc location={} blocksize={} ! rawvideoparse format=bgr width={w} height={h} \
+             framerate={fps} ! videoconvert ! x264enc {} ! video/x-h264,profile=high ! h264parse \
+             ! matroskamux ! filesink location={}",
+            raw.display(),
+            w as usize * h as usize * 3,
+            x264_settings(*p, args.bitrate, rate),
+            out.display()
+        );
+        let mut cmd = Command::new("gst-launch-1.0");
+        cmd.arg("-q").args(pipeline.split_whitespace());
+        let v = ctx.variant(&name, run_measured(&mut cmd)?, &out)?;
+        note(&v);
+        variants.push(v);
+
+        let name = format!("telescope[{}]", p.name());
+        let out = ctx.out(&name);
+        let mut cmd = Command::new(&exe);
+        cmd.arg("bench-run")
+            .arg(&raw)
+            .args([
+                w.to_string(),
+                h.to_string(),
+                fps.clone(),
+                p.name().to_owned(),
+            ])
+            .arg(args.bitrate.to_string())
+            .arg(&out);
+        let v = ctx.variant(&name, run_measured(&mut cmd)?, &out)?;
+        note(&v);
+        variants.push(v);
+    }
+    let script = python_script()?;
+    let dims = [
+        w.to_string(),
+        h.to_string(),
+        rate.num().to_string(),
+        rate.den().to_string(),
+    ];
+    if !args.python.is_empty() {
+        for (name, x264) in [
+            (
+                "python videowriter (original)",
+                format!(
+                    "bframes=0 key-int-max={} bitrate={}",
+                    (rate.fps() * 4.5).round(),
+                    args.bitrate
+                ),
+            ),
+            (
+                "python videowriter (balanced settings)",
+                x264_settings(EncoderProfile::Balanced, args.bitrate, rate),
+            ),
+        ] {
+            let out = ctx.out(name);
+            let mut cmd = Command::new(&args.python);
+            cmd.arg(&script)
+                .arg("videowriter")
+                .arg(&raw)
+                .args(&dims)
+                .arg(&out)
+                .arg(x264);
+            let v = ctx.variant(name, run_measured(&mut cmd)?, &out)?;
+            note(&v);
+            variants.push(v);
+        }
+    }
+    if let Some(py) = &args.telescope_python {
+        let name = "telescope-py[balanced]";
+        let out = ctx.out(name);
+        let mut cmd = Command::new(py);
+        cmd.arg(&script)
+            .arg("telescope")
+            .arg(&raw)
+            .args(&dims)
+            .arg(&out)
+            .args(["balanced", &args.bitrate.to_string()]);
+        let v = ctx.variant(name, run_measured(&mut cmd)?, &out)?;
+        note(&v);
+        variants.push(v);
+    }
+    let ratios = ratios(&variants);
+    let results = Results {
+        footage: args.footage.clone(),
+        width: w,
+        height: h,
+        fps,
+        frames,
+        bitrate_kbps: args.bitrate,
+        variants,
+        ratios,
+    };
+    std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&results)?)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!("{}", table(&results));
+    }
+    Ok(())
+}
+
+fn find<'a>(variants: &'a [Variant], name: &str) -> Option<&'a Variant> {
+    variants.iter().find(|v| v.name == name)
+}
+
+/// The ratios the performance targets are stated in.
+fn ratios(variants: &[Variant]) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for p in EncoderProfile::ALL {
+        let (Some(t), Some(g)) = (
+            find(variants, &format!("telescope[{}]", p.name())),
+            find(variants, &format!("gst-launch[{}]", p.name())),
+        ) else {
+            continue;
+        };
+        out.push((
+            format!("telescope[{0}] / gst-launch[{0}] CPU", p.name()),
+            t.cpu_ms_per_frame / g.cpu_ms_per_frame,
+        ));
+    }
+    if let Some(orig) = find(variants, "python videowriter (original)") {
+        for p in EncoderProfile::ALL {
+            if let Some(t) = find(variants, &format!("telescope[{}]", p.name())) {
+                out.push((
+                    format!("telescope[{}] / python original CPU", p.name()),
+                    t.cpu_ms_per_frame / orig.cpu_ms_per_frame,
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn table(r: &Results) -> String {
+    let mut s = format!(
+        "\n{} frames of {}x{} at {} fps, target {} kbit/s\n\n",
+        r.frames, r.width, r.height, r.fps, r.bitrate_kbps
+    );
+    s.push_str(&format!(
+        "{:<40} {:>9} {:>9} {:>7} {:>8} {:>7} {:>7}\n",
+        "variant", "CPU ms/f", "proc ms/f", "wall s", "RSS MiB", "kbit/s", "SSIM"
+    ));
+    for v in &r.variants {
+        s.push_str(&format!(
+            "{:<40} {:>9.2} {:>9.2} {:>7.2} {:>8.1} {:>7.0} {:>7.4}\n",
+            v.name,
+            v.cpu_ms_per_frame,
+            v.process_cpu_ms_per_frame,
+            v.wall_s,
+            v.max_rss_mib,
+            v.kbps,
+            v.ssim.unwrap_or(f64::NAN),
+        ));
+    }
+    s.push('\n');
+    for (name, ratio) in &r.ratios {
+        s.push_str(&format!("{name:<52} {ratio:>6.3}\n"));
+    }
+    s
+}
+
+/// The Python baselines script, next to the workspace (found from the binary or the cwd).
+fn python_script() -> Result<PathBuf> {
+    let rel = Path::new("benches/python/baseline.py");
+    let mut candidates = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)];
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.push(cwd.join(rel));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .context("benches/python/baseline.py not found: run from the repository")
+}
+
+fn parse_rate(s: &str) -> Result<Rate> {
+    let rate = match s.split_once('/') {
+        Some((n, d)) => Rate::new(n.trim().parse()?, d.trim().parse()?),
+        None => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| Rate::snap(f, 0.005)),
+    };
+    rate.with_context(|| format!("`{s}` is not a frame rate"))
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let base = std::env::temp_dir().join(format!("telescope-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&base)?;
+        Ok(TempDir(base))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `telescope bench-run`: load the raw frames, then time streaming them through Telescope.
+pub fn run_one(args: BenchRunArgs) -> Result<()> {
+    let rate = parse_rate(&args.fps)?;
+    let frame_len = args.width as usize * args.height as usize * 3;
+    let bytes =
+        std::fs::read(&args.raw).with_context(|| format!("reading {}", args.raw.display()))?;
+    let frames: Vec<&[u8]> = bytes.chunks_exact(frame_len).collect();
+    let profile = EncoderProfile::parse(&args.profile)?;
+    let t = Telescope::new(
+        TelescopeConfig::builder()
+            .name("bench")
+            .fps(rate)
+            .size(args.width, args.height)
+            .encoder(EncoderConfig {
+                kind: EncoderKind::X264,
+                bitrate_kbps: Some(args.bitrate),
+                ..EncoderConfig::for_profile(profile)
+            })
+            .sink(SinkConfig::file(&args.out)?)
+            .build(),
+    )?;
+    let cpu0 = process_cpu();
+    t.start()?;
+    for (i, data) in frames.iter().enumerate() {
+        let frame = FrameRef::new(data, PixelFormat::Bgr8, args.width, args.height)?
+            .at(rate.frame_time(i as u64));
+        // What put_ref does, but waiting for room rather than dropping (offline input), so
+        // every variant encodes every frame. put's own latency is a criterion bench.
+        let outcome = t.put_blocking(t.pool().copy(frame));
+        if !outcome.is_queued() {
+            bail!("frame {i} was not accepted: {outcome:?}");
+        }
+    }
+    let stats = t.stop()?.stats;
+    let cpu = process_cpu() - cpu0;
+    if stats.frames_out != frames.len() as u64 {
+        bail!(
+            "{} frames in, {} out: {stats:?}",
+            frames.len(),
+            stats.frames_out
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "cpu_s": cpu.as_secs_f64(), "frames": frames.len() })
+    );
+    Ok(())
+}
+
+/// CPU time of this whole process (every thread).
+fn process_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_spell_the_same_x264_settings_for_gst_launch() {
+        let r = Rate::new(30000, 1001).unwrap();
+        assert_eq!(
+            x264_settings(EncoderProfile::Balanced, 500, r),
+            "bitrate=500 key-int-max=60 bframes=0 speed-preset=superfast tune=zerolatency"
+        );
+        assert_eq!(
+            x264_settings(EncoderProfile::Quality, 900, Rate::whole(10).unwrap()),
+            "bitrate=900 key-int-max=45 bframes=0 speed-preset=faster subme=7 ref=3"
+        );
+        assert!(parse_rate("24000/1001").is_ok());
+        assert!(parse_rate("fast").is_err());
+    }
+}
