@@ -19,3 +19,14 @@ pub fn jittered_times(rate: Rate, n: u64, jitter: f64) -> Vec<Duration> {
         })
         .collect()
 }
+
+/// A deterministic BGR test image (gradients), `width * height * 3` bytes.
+pub fn test_image(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(width as usize * height as usize * 3);
+    for y in 0..height {
+        for x in 0..width {
+            out.extend_from_slice(&[(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]);
+        }
+    }
+    out
+}

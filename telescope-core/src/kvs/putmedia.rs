@@ -631,6 +631,36 @@ fn sign_request(
     first_timecode_ms: u64,
     body: ChannelBody,
 ) -> Result<http::Request<ChannelBody>, String> {
+    let headers = signed_headers(
+        &config.region,
+        &config.stream_name,
+        &target.authority,
+        creds,
+        first_timecode_ms,
+        SystemTime::now(),
+    )?;
+    let mut builder = http::Request::builder().method("POST").uri("/putMedia");
+    for (name, value) in &headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder = builder
+        .header("user-agent", "telescope-putmedia")
+        .header("accept", "*/*");
+    builder
+        .body(body)
+        .map_err(|e| format!("cannot build PutMedia request: {e}"))
+}
+
+/// Every header of a PutMedia request to `authority`, SigV4-signed at `at` (including
+/// `authorization`, `x-amz-date` and, with temporary credentials, `x-amz-security-token`).
+pub fn signed_headers(
+    region: &str,
+    stream_name: &str,
+    authority: &str,
+    creds: &aws_credential_types::Credentials,
+    first_timecode_ms: u64,
+    at: SystemTime,
+) -> Result<Vec<(String, String)>, String> {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     let start = format!(
         "{}.{:03}",
@@ -638,17 +668,17 @@ fn sign_request(
         first_timecode_ms % 1000
     );
     let headers = [
-        ("host", target.authority.as_str()),
-        ("x-amzn-stream-name", config.stream_name.as_str()),
+        ("host", authority),
+        ("x-amzn-stream-name", stream_name),
         ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
         ("x-amzn-producer-start-timestamp", start.as_str()),
     ];
     let identity = creds.clone().into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
-        .region(&config.region)
+        .region(region)
         .name("kinesisvideo")
-        .time(SystemTime::now())
+        .time(at)
         .settings(SigningSettings::default())
         .build()
         .map_err(|e| format!("cannot sign PutMedia: {e}"))?
@@ -663,16 +693,14 @@ fn sign_request(
     let (instructions, _) = sign(signable, &params)
         .map_err(|e| format!("cannot sign PutMedia: {e}"))?
         .into_parts();
-    let mut builder = http::Request::builder().method("POST").uri("/putMedia");
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    builder = builder
-        .header("user-agent", "telescope-putmedia")
-        .header("accept", "*/*");
-    let mut request = builder
-        .body(body)
-        .map_err(|e| format!("cannot build PutMedia request: {e}"))?;
-    instructions.apply_to_request_http1x(&mut request);
-    Ok(request)
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    out.extend(
+        instructions
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    Ok(out)
 }
