@@ -15,10 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if owned {
         args.pop();
     }
-    let args: Vec<u32> = args
-        .iter()
-        .map(|a| a.parse())
-        .collect::<Result<_, _>>()?;
+    let args: Vec<u32> = args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
     let frames = args.first().copied().unwrap_or(300);
     let (w, h) = (
         args.get(1).copied().unwrap_or(1920),
@@ -63,7 +60,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{frames} frames of {w}x{h} at 30 fps: {} p50 {:.0} us, p99 {:.0} us, max {:.0} us; \
          pushed {}, dropped {}; pool allocated {} buffers, reused {}",
-        if owned { "put (owned)" } else { "put_ref (copy)" },
+        if owned {
+            "put (owned)"
+        } else {
+            "put_ref (copy)"
+        },
         us(pct(0.5)),
         us(pct(0.99)),
         us(pct(1.0)),
