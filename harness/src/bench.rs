@@ -143,9 +143,7 @@ fn run_measured(cmd: &mut Command) -> Result<Usage> {
             stderr.lines().last().unwrap_or("(no output)")
         );
     }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
+    let tv = crate::sample::timeval;
     Ok(Usage {
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
@@ -588,14 +586,8 @@ pub fn run_one(args: BenchRunArgs) -> Result<()> {
 
 /// CPU time of this whole process (every thread).
 fn process_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is valid; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
-    tv(u.ru_utime) + tv(u.ru_stime)
+    let (user, sys) = crate::sample::process_cpu();
+    user + sys
 }
 
 #[cfg(test)]

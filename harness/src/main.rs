@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 mod annotate;
 mod bench;
 mod duration;
+mod html;
 mod mock_kvs;
 mod replay;
 mod report;
+mod sample;
 mod sinks;
 
 /// Telescope: re-stream an edge app's annotated video; replay, measure and report.
@@ -30,6 +32,8 @@ enum Command {
     MockKvs(mock_kvs::MockKvsArgs),
     /// CPU per frame of Telescope against the raw encoder and the original Python path.
     Bench(bench::BenchArgs),
+    /// Re-render a run's report.html, or compare two runs side by side.
+    Report(report::ReportArgs),
     /// One Telescope variant of `telescope bench` (internal).
     #[command(hide = true)]
     BenchRun(bench::BenchRunArgs),
@@ -49,10 +53,15 @@ fn main() -> ExitCode {
         Command::MockKvs(args) => mock_kvs::run(args),
         Command::Annotate(args) => annotate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Report(args) => report::run(args),
         Command::BenchRun(args) => bench::run_one(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<report::BudgetExceeded>() => {
+            eprintln!("telescope: {e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             // One line: the error and its causes, outermost first.
             eprintln!("telescope: {e:#}");

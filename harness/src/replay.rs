@@ -128,10 +128,21 @@ pub struct ReplayArgs {
     /// Write the first camera's final counters as JSON to this file.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
-    /// Write DIR/report.json: per camera frames in and out, drops by reason, input and output
-    /// fps, interval and put-latency percentiles.
+    /// Write DIR/report.json and DIR/report.html: per camera frames in and out, drops by
+    /// reason, fps, put latency; CPU and memory over time; verdicts against the budgets.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Sampling interval for CPU, memory, fps and queue depth over time, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub sample_ms: u64,
+    #[command(flatten)]
+    pub budgets: crate::report::Budgets,
+    /// Print nothing but errors (and the report JSON with --json).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The cameras the arguments describe: names and sources.
@@ -274,7 +285,7 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
 struct Lane {
     name: String,
     source: String,
-    telescope: Telescope,
+    telescope: Arc<Telescope>,
     put_ns: Vec<u64>,
     kvs: Vec<telescope::sink::KvsSink>,
     rtsp: Vec<telescope::RtspServer>,
@@ -397,7 +408,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         lanes.push(Lane {
             name: name.clone(),
             source: source.to_string(),
-            telescope: make(name, built.configs, overlay.clone())?,
+            telescope: Arc::new(make(name, built.configs, overlay.clone())?),
             put_ns: Vec::new(),
             kvs: built.kvs,
             rtsp: built.rtsp,
@@ -413,6 +424,32 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     };
 
     let wall = Instant::now();
+    let cpu_at_start = crate::sample::process_cpu();
+    let sampler = {
+        let watched: Vec<_> = lanes
+            .iter()
+            .map(|l| (l.telescope.clone(), l.kvs.clone(), l.rtsp.clone()))
+            .collect();
+        crate::sample::Sampler::start(
+            Duration::from_millis(args.sample_ms.max(10)),
+            move || {
+                watched
+                    .iter()
+                    .map(|(t, kvs, rtsp)| {
+                        let s = t.stats();
+                        crate::sample::CameraCounters {
+                            frames_put: s.frames_put,
+                            frames_out: s.frames_out,
+                            queue_depth: s.queue_depth,
+                            kvs_persisted: kvs.iter().map(|k| k.stats().persisted).sum(),
+                            rtsp_clients: rtsp.iter().map(|r| r.stats().clients).sum(),
+                        }
+                    })
+                    .collect()
+            },
+        )
+        .context("cannot start the sampler")?
+    };
     let virtual_mode = args.virtual_clock;
     let mut output = |t: Duration, streams: Vec<MediaStream>| -> Result<(), NodeError> {
         let mut tiles: Vec<Frame> = Vec::new();
@@ -468,6 +505,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         .run(&mut app, &mut output, &interrupted)
         .context("replay failed")?;
     let elapsed = wall.elapsed();
+    let timeline = sampler.finish();
 
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
@@ -479,6 +517,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         iterations: node_report.iterations,
         interrupted: node_report.interrupted,
         cameras: Vec::new(),
+        process: None,
+        timeline: Vec::new(),
+        verdicts: Vec::new(),
     };
     let mut failures = Vec::new();
     for (lane, cam) in lanes.iter().zip(&node_report.cameras) {
@@ -498,7 +539,20 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             failures.push(format!("hdmi: {e}"));
         }
     }
-    if has_model {
+    let cpu = crate::sample::process_cpu();
+    report.process = Some(crate::sample::ProcessReport::new(
+        (
+            cpu.0.saturating_sub(cpu_at_start.0),
+            cpu.1.saturating_sub(cpu_at_start.1),
+        ),
+        wall.elapsed(),
+        lanes.len(),
+        &timeline,
+    ));
+    report.timeline = timeline;
+    report.verdicts = args.budgets.judge(&report);
+    let chatty = !args.quiet && !args.json;
+    if has_model && chatty {
         for c in &report.cameras {
             println!(
                 "camera {} model (seed {}): {} of {} frames lost on the way",
@@ -506,7 +560,13 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             );
         }
     }
-    print_summary(&report, &lanes, elapsed);
+    if chatty {
+        print_summary(&report, &lanes, elapsed);
+        print_verdicts(&report);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     if let Some(path) = &args.stats_json {
         let first = report.cameras.first().context("no camera")?;
         let mut json = serde_json::to_value(first)?;
@@ -516,12 +576,35 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     }
     if let Some(dir) = &args.report {
         report.write(dir)?;
-        println!("report: {}", dir.join("report.json").display());
+        if chatty {
+            println!(
+                "report: {} and {}",
+                dir.join("report.json").display(),
+                dir.join("report.html").display()
+            );
+        }
     }
     if !failures.is_empty() {
         bail!("streaming did not finish cleanly: {}", failures.join("; "));
     }
+    if !report.passed() {
+        return Err(crate::report::BudgetExceeded.into());
+    }
     Ok(())
+}
+
+/// The verdict table, when budgets were given.
+pub fn print_verdicts(report: &Report) {
+    for v in &report.verdicts {
+        println!(
+            "budget {}: {:.2} {} measured, limit {} -> {}",
+            v.name,
+            v.measured,
+            v.unit,
+            v.limit,
+            if v.pass { "pass" } else { "FAIL" }
+        );
+    }
 }
 
 fn camera_report(
@@ -583,6 +666,18 @@ fn camera_report(
             })
             .collect(),
         rtsp_clients: lane.rtsp.iter().map(|r| r.stats().clients_total).sum(),
+        rtsp_delivered: lane
+            .rtsp
+            .iter()
+            .flat_map(|r| r.stats().mounts)
+            .filter(|m| {
+                lane.telescope.config().sinks.iter().any(
+                    |s| matches!(s, SinkConfig::Rtsp(mount) if mount.path() == m.path),
+                )
+            })
+            .map(|m| m.delivered)
+            .sum(),
+        put_latency_histogram_us: crate::report::log_histogram(&lane.put_ns, 1e-3),
     }
 }
 

@@ -42,6 +42,99 @@ impl Percentiles {
     }
 }
 
+/// Counts in logarithmic buckets, four per power of two (HdrHistogram-style, two significant
+/// bits): `(upper bound, count)` for every bucket that holds something, in order.
+pub fn log_histogram(values: &[u64], scale: f64) -> Vec<(f64, u64)> {
+    let mut buckets: BTreeMap<u64, u64> = BTreeMap::new();
+    for &v in values {
+        // The upper bound: the smallest m * 2^k >= v with m in 4..=7 (values below 4 exact).
+        let bound = if v < 4 {
+            v
+        } else {
+            let k = 63 - v.leading_zeros() - 2;
+            let m = v.div_ceil(1 << k);
+            m << k
+        };
+        *buckets.entry(bound).or_default() += 1;
+    }
+    buckets
+        .into_iter()
+        .map(|(b, n)| (b as f64 * scale, n))
+        .collect()
+}
+
+/// The run finished but broke a budget: exit code 1 (errors are 2).
+#[derive(Debug, thiserror::Error)]
+#[error("a budget was exceeded (see the verdicts)")]
+pub struct BudgetExceeded;
+
+/// A limit given on the command line (`--budget-*`) and whether the run kept it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub name: String,
+    pub unit: String,
+    pub limit: f64,
+    pub measured: f64,
+    pub pass: bool,
+}
+
+/// Budgets a run is judged against; unset ones are not judged.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Budgets {
+    /// CPU budget: percent of one core per camera stream (e.g. 15).
+    #[arg(long = "budget-cpu")]
+    pub cpu_percent_per_stream: Option<f64>,
+    /// Resident memory budget, MiB (the maximum sampled).
+    #[arg(long = "budget-rss")]
+    pub rss_mib: Option<f64>,
+    /// RSS growth budget, percent from a quarter of the run to its end (e.g. 5).
+    #[arg(long = "budget-rss-growth")]
+    pub rss_growth_percent: Option<f64>,
+    /// put latency budget: p99 in milliseconds, every camera.
+    #[arg(long = "budget-put-p99-ms")]
+    pub put_p99_ms: Option<f64>,
+}
+
+impl Budgets {
+    /// Judge a finished report.
+    pub fn judge(&self, report: &Report) -> Vec<Verdict> {
+        let mut out = Vec::new();
+        let mut check = |name: &str, unit: &str, limit: Option<f64>, measured: f64| {
+            if let Some(limit) = limit {
+                out.push(Verdict {
+                    name: name.to_owned(),
+                    unit: unit.to_owned(),
+                    limit,
+                    measured,
+                    pass: measured <= limit,
+                });
+            }
+        };
+        if let Some(p) = &report.process {
+            check(
+                "CPU per stream",
+                "% of a core",
+                self.cpu_percent_per_stream,
+                p.cpu_percent_per_stream,
+            );
+            check("RSS max", "MiB", self.rss_mib, p.rss_mib_max);
+            check(
+                "RSS growth",
+                "%",
+                self.rss_growth_percent,
+                p.rss_growth_percent,
+            );
+        }
+        let worst_put = report
+            .cameras
+            .iter()
+            .map(|c| c.put_latency_us.p99 / 1000.0)
+            .fold(0.0, f64::max);
+        check("put p99 (worst camera)", "ms", self.put_p99_ms, worst_put);
+        out
+    }
+}
+
 /// One KVS sink's delivery.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KvsReport {
@@ -102,6 +195,12 @@ pub struct CameraReport {
     pub last_error: Option<String>,
     pub kvs: Vec<KvsReport>,
     pub rtsp_clients: u64,
+    /// Access units each RTSP mount handed to its media (shared by its viewers).
+    #[serde(default)]
+    pub rtsp_delivered: u64,
+    /// `put` latency in log buckets: (upper bound in us, count).
+    #[serde(default)]
+    pub put_latency_histogram_us: Vec<(f64, u64)>,
 }
 
 impl CameraReport {
@@ -129,18 +228,155 @@ pub struct Report {
     pub iterations: u64,
     pub interrupted: bool,
     pub cameras: Vec<CameraReport>,
+    /// The process over the run (CPU, memory).
+    #[serde(default)]
+    pub process: Option<crate::sample::ProcessReport>,
+    /// One sample per interval (`--sample-ms`, wall time).
+    #[serde(default)]
+    pub timeline: Vec<crate::sample::Sample>,
+    /// The `--budget-*` limits and whether the run kept them.
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
 }
 
 impl Report {
-    /// Writes `DIR/report.json` (creating DIR).
+    /// Writes `DIR/report.json` and `DIR/report.html` (creating DIR).
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join("report.json");
-        let tmp = dir.join(".report.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        write_atomic(&dir.join("report.json"), &serde_json::to_vec_pretty(self)?)?;
+        write_atomic(
+            &dir.join("report.html"),
+            crate::html::render(&[(dir.display().to_string(), self)]).as_bytes(),
+        )
     }
+
+    /// Reads `DIR/report.json`.
+    pub fn read(dir: &Path) -> Result<Report> {
+        let path = dir.join("report.json");
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let report: Report = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a report", path.display()))?;
+        if report.schema_version > SCHEMA_VERSION {
+            anyhow::bail!(
+                "{} has schema version {}; this telescope reads up to {SCHEMA_VERSION}",
+                path.display(),
+                report.schema_version
+            );
+        }
+        Ok(report)
+    }
+
+    /// Whether every verdict passed (true when there are none).
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.pass)
+    }
+}
+
+/// Write through a temporary file in the same directory, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Arguments of `telescope report`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  telescope report runs/monday                 re-render runs/monday/report.html
+  telescope report runs/monday runs/tuesday    compare: runs/monday/compare.html")]
+pub struct ReportArgs {
+    /// A report directory (holding report.json), and optionally a second one to compare with.
+    #[arg(required = true, num_args = 1..=2)]
+    pub dirs: Vec<std::path::PathBuf>,
+    /// Where to write the page (default: DIR/report.html, or DIR/compare.html for two runs).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// `telescope report`: re-render one run's page, or compare two runs side by side.
+pub fn run(args: ReportArgs) -> Result<()> {
+    let reports: Vec<(String, Report)> = args
+        .dirs
+        .iter()
+        .map(|d| Ok((d.display().to_string(), Report::read(d)?)))
+        .collect::<Result<_>>()?;
+    let runs: Vec<(String, &Report)> = reports.iter().map(|(l, r)| (l.clone(), r)).collect();
+    let page = crate::html::render(&runs);
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.dirs[0].join(if runs.len() == 1 {
+            "report.html"
+        } else {
+            "compare.html"
+        })
+    });
+    write_atomic(&out, page.as_bytes())?;
+    print!("{}", comparison(&runs));
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The key figures of each run, one column per run.
+fn comparison(runs: &[(String, &Report)]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut add = |name: &str, f: &dyn Fn(&Report) -> String| {
+        rows.push((name.to_owned(), runs.iter().map(|(_, r)| f(r)).collect()));
+    };
+    add("cameras", &|r| r.cameras.len().to_string());
+    add("node seconds", &|r| format!("{:.1}", r.duration_seconds));
+    add("CPU % per stream", &|r| {
+        r.process
+            .as_ref()
+            .map_or("-".into(), |p| format!("{:.1}", p.cpu_percent_per_stream))
+    });
+    add("RSS max MiB", &|r| {
+        r.process
+            .as_ref()
+            .map_or("-".into(), |p| format!("{:.0}", p.rss_mib_max))
+    });
+    add("RSS growth %", &|r| {
+        r.process
+            .as_ref()
+            .map_or("-".into(), |p| format!("{:.1}", p.rss_growth_percent))
+    });
+    add("frames out", &|r| {
+        r.cameras.iter().map(|c| c.frames_out).sum::<u64>().to_string()
+    });
+    add("put p99 us (worst)", &|r| {
+        format!(
+            "{:.0}",
+            r.cameras
+                .iter()
+                .map(|c| c.put_latency_us.p99)
+                .fold(0.0, f64::max)
+        )
+    });
+    add("verdict", &|r| {
+        if r.verdicts.is_empty() {
+            "-".into()
+        } else if r.passed() {
+            "pass".into()
+        } else {
+            "FAIL".into()
+        }
+    });
+    let mut out = format!("{:<22}", "");
+    for (label, _) in runs {
+        out.push_str(&format!(" {label:>24}"));
+    }
+    out.push('\n');
+    for (name, values) in rows {
+        out.push_str(&format!("{name:<22}"));
+        for v in values {
+            out.push_str(&format!(" {v:>24}"));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -157,5 +393,65 @@ mod tests {
         );
         assert_eq!(Percentiles::of(&[], 1.0), Percentiles::default());
         assert_eq!(Percentiles::of(&[7000], 1e-3).p50, 7.0);
+    }
+
+    #[test]
+    fn histogram_buckets_have_two_significant_bits() {
+        let h = log_histogram(&[1, 3, 4, 5, 9, 10, 100, 1000, 1000], 1.0);
+        // 9 and 10 share the bucket ending at 10 (5 * 2); 100 -> 112 (7 * 16); 1000 -> 1024.
+        assert_eq!(
+            h,
+            vec![
+                (1.0, 1),
+                (3.0, 1),
+                (4.0, 1),
+                (5.0, 1),
+                (10.0, 2),
+                (112.0, 1),
+                (1024.0, 2)
+            ]
+        );
+        let total: u64 = log_histogram(&(0..10_000).collect::<Vec<_>>(), 1.0)
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(total, 10_000);
+    }
+
+    #[test]
+    fn budgets_judge_what_was_measured() {
+        let report = Report {
+            process: Some(crate::sample::ProcessReport {
+                cpu_percent_per_stream: 12.0,
+                rss_mib_max: 300.0,
+                rss_growth_percent: 1.0,
+                ..Default::default()
+            }),
+            cameras: vec![CameraReport {
+                put_latency_us: Percentiles {
+                    p99: 2500.0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let budgets = Budgets {
+            cpu_percent_per_stream: Some(15.0),
+            rss_mib: Some(256.0),
+            rss_growth_percent: None,
+            put_p99_ms: Some(1.0),
+        };
+        let v = budgets.judge(&report);
+        let verdicts: Vec<(&str, bool)> = v.iter().map(|v| (v.name.as_str(), v.pass)).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                ("CPU per stream", true),
+                ("RSS max", false),
+                ("put p99 (worst camera)", false)
+            ]
+        );
+        assert_eq!(v[2].measured, 2.5);
     }
 }
