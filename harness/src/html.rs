@@ -348,15 +348,15 @@ fn charts(s: &mut String, runs: &[(String, &Report)]) {
                     .filter_map(|x| x.cameras.get(i).map(|c| (x.t, f(c))))
                     .collect()
             };
-            fps.push((name(label, &format!("{} in", c.name)), series(|c| c.input_fps)));
+            fps.push((
+                name(label, &format!("{} in", c.name)),
+                series(|c| c.input_fps),
+            ));
             fps.push((
                 name(label, &format!("{} out", c.name)),
                 series(|c| c.output_fps),
             ));
-            queue.push((
-                name(label, &c.name),
-                series(|c| c.queue_depth as f64),
-            ));
+            queue.push((name(label, &c.name), series(|c| c.queue_depth as f64)));
         }
     }
     s.push_str("<h2>Over time</h2>");
@@ -405,7 +405,10 @@ mod tests {
         assert!(page.contains("&lt;cam&amp;1&gt;"));
         assert!(!page.contains("<cam&1>"));
         assert!(page.contains("run &quot;a&quot;"));
-        assert!(page.matches("<svg").count() >= 5, "four charts and a histogram");
+        assert!(
+            page.matches("<svg").count() >= 5,
+            "four charts and a histogram"
+        );
         assert!(!page.contains("<script") && !page.contains("src=\"http"));
         let both = render(&[("a".into(), &report), ("b".into(), &report)]);
         assert!(both.contains("a vs b") && both.contains("b &lt;cam&amp;1&gt; in"));

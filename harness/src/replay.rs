@@ -430,24 +430,21 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             .iter()
             .map(|l| (l.telescope.clone(), l.kvs.clone(), l.rtsp.clone()))
             .collect();
-        crate::sample::Sampler::start(
-            Duration::from_millis(args.sample_ms.max(10)),
-            move || {
-                watched
-                    .iter()
-                    .map(|(t, kvs, rtsp)| {
-                        let s = t.stats();
-                        crate::sample::CameraCounters {
-                            frames_put: s.frames_put,
-                            frames_out: s.frames_out,
-                            queue_depth: s.queue_depth,
-                            kvs_persisted: kvs.iter().map(|k| k.stats().persisted).sum(),
-                            rtsp_clients: rtsp.iter().map(|r| r.stats().clients).sum(),
-                        }
-                    })
-                    .collect()
-            },
-        )
+        crate::sample::Sampler::start(Duration::from_millis(args.sample_ms.max(10)), move || {
+            watched
+                .iter()
+                .map(|(t, kvs, rtsp)| {
+                    let s = t.stats();
+                    crate::sample::CameraCounters {
+                        frames_put: s.frames_put,
+                        frames_out: s.frames_out,
+                        queue_depth: s.queue_depth,
+                        kvs_persisted: kvs.iter().map(|k| k.stats().persisted).sum(),
+                        rtsp_clients: rtsp.iter().map(|r| r.stats().clients).sum(),
+                    }
+                })
+                .collect()
+        })
         .context("cannot start the sampler")?
     };
     let virtual_mode = args.virtual_clock;
@@ -671,9 +668,11 @@ fn camera_report(
             .iter()
             .flat_map(|r| r.stats().mounts)
             .filter(|m| {
-                lane.telescope.config().sinks.iter().any(
-                    |s| matches!(s, SinkConfig::Rtsp(mount) if mount.path() == m.path),
-                )
+                lane.telescope
+                    .config()
+                    .sinks
+                    .iter()
+                    .any(|s| matches!(s, SinkConfig::Rtsp(mount) if mount.path() == m.path))
             })
             .map(|m| m.delivered)
             .sum(),

@@ -344,7 +344,11 @@ fn comparison(runs: &[(String, &Report)]) -> String {
             .map_or("-".into(), |p| format!("{:.1}", p.rss_growth_percent))
     });
     add("frames out", &|r| {
-        r.cameras.iter().map(|c| c.frames_out).sum::<u64>().to_string()
+        r.cameras
+            .iter()
+            .map(|c| c.frames_out)
+            .sum::<u64>()
+            .to_string()
     });
     add("put p99 us (worst)", &|r| {
         format!(

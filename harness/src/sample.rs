@@ -198,7 +198,12 @@ pub struct ProcessReport {
 
 impl ProcessReport {
     /// From the whole run's CPU time and the samples.
-    pub fn new(cpu: (Duration, Duration), wall: Duration, streams: usize, samples: &[Sample]) -> Self {
+    pub fn new(
+        cpu: (Duration, Duration),
+        wall: Duration,
+        streams: usize,
+        samples: &[Sample],
+    ) -> Self {
         let wall = wall.as_secs_f64().max(1e-6);
         let user = cpu.0.as_secs_f64() / wall * 100.0;
         let sys = cpu.1.as_secs_f64() / wall * 100.0;

@@ -4,14 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use aws_sdk_kinesisvideomedia::types::{StartSelector, StartSelectorType};
-use telescope::credentials::CredentialSource;
-use telescope::kvs::{DataApi, KvsConfig, KvsControl};
+mod common;
+
 use testkit::{gst_clip, probe, ChildGuard};
 
 const KEY: &str = "AKIDKVSREPLAY01";
 const SECRET: &str = "kvs-replay-secret";
-const REGION: &str = "us-east-1";
+use common::REGION;
 
 fn start_mock(faults: &[&str]) -> (ChildGuard, String) {
     let mut args = vec!["--access-key", KEY, "--secret-key", SECRET];
@@ -52,52 +51,6 @@ fn replay(clip: &Path, url: &str, stream: &str, stats: &Path) -> serde_json::Val
     serde_json::from_slice(&std::fs::read(stats).unwrap()).unwrap()
 }
 
-/// GetMedia from the earliest fragment with the AWS SDK, written to `out`.
-fn get_media(url: &str, stream: &str, out: &Path) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let kvs = KvsConfig {
-            region: REGION.into(),
-            endpoint: Some(url.to_owned()),
-            credentials: CredentialSource::Static {
-                access_key_id: KEY.into(),
-                secret_access_key: SECRET.into(),
-                session_token: None,
-            },
-        };
-        let control = KvsControl::new(&kvs).await.unwrap();
-        let endpoint = control
-            .data_endpoint(stream, DataApi::GetMedia)
-            .await
-            .unwrap();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(kvs.credentials.provider(REGION).await)
-            .endpoint_url(endpoint)
-            .load()
-            .await;
-        let media = aws_sdk_kinesisvideomedia::Client::new(&shared);
-        let got = media
-            .get_media()
-            .stream_name(stream)
-            .start_selector(
-                StartSelector::builder()
-                    .start_selector_type(StartSelectorType::Earliest)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let bytes = got.payload.collect().await.unwrap().into_bytes();
-        std::fs::write(out, &bytes).unwrap();
-    });
-}
-
 /// Replay `frames` frames into a mock-kvs with these faults (and faults set at run time
 /// through the admin endpoint); returns the replay's counters and the directory holding the
 /// GetMedia download `fetched.mkv`.
@@ -129,7 +82,7 @@ fn round_trip(
         assert!(answer.contains("ResetAfterFragments"), "{answer}");
     }
     let stats = replay(&clip, &url, "lobby", &dir.path().join("stats.json"));
-    get_media(&url, "lobby", &dir.path().join("fetched.mkv"));
+    common::get_media(&url, "lobby", &dir.path().join("fetched.mkv"), KEY, SECRET);
     (stats, dir)
 }
 
