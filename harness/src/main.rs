@@ -13,6 +13,7 @@ mod replay;
 mod report;
 mod sample;
 mod sinks;
+mod soak;
 
 /// Telescope: re-stream an edge app's annotated video; replay, measure and report.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ enum Command {
     MockKvs(mock_kvs::MockKvsArgs),
     /// CPU per frame of Telescope against the raw encoder and the original Python path.
     Bench(bench::BenchArgs),
+    /// Soak: replay in real time for --duration under scheduled faults, judge the invariants.
+    Soak(Box<soak::SoakArgs>),
     /// Re-render a run's report.html, or compare two runs side by side.
     Report(report::ReportArgs),
     /// One Telescope variant of `telescope bench` (internal).
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Annotate(args) => annotate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => report::run(args),
+        Command::Soak(args) => soak::run(*args),
         Command::BenchRun(args) => bench::run_one(args),
     };
     match result {

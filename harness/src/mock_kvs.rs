@@ -46,6 +46,7 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
         store: args.store.clone(),
         region: args.region.clone(),
         faults: args.faults.clone(),
+        data_endpoint: None,
     };
     let mock = MockKvs::start(config)
         .with_context(|| format!("cannot start mock-kvs on {}", args.listen))?;

@@ -291,7 +291,23 @@ struct Lane {
     rtsp: Vec<telescope::RtspServer>,
 }
 
+/// What a caller other than the command line (the soak) changes in a replay.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    /// Credentials for `kvs://` sinks instead of the AWS default chain.
+    pub credentials: Option<telescope::credentials::CredentialSource>,
+}
+
 pub fn run(args: ReplayArgs) -> Result<()> {
+    let report = run_with(args, Hooks::default())?;
+    if !report.passed() {
+        return Err(crate::report::BudgetExceeded.into());
+    }
+    Ok(())
+}
+
+/// Replay, write the report (with `--report`) and return it.
+pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
     let auth = match (&args.rtsp_user, &args.rtsp_pass) {
         (Some(u), Some(p)) => Some(BasicAuth::new(u, p)),
         _ => None,
@@ -355,6 +371,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         auth,
         KvsOptions {
             create: args.create_stream,
+            credentials: hooks.credentials,
         },
     );
     let mut lanes = Vec::with_capacity(plan.len());
@@ -584,10 +601,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     if !failures.is_empty() {
         bail!("streaming did not finish cleanly: {}", failures.join("; "));
     }
-    if !report.passed() {
-        return Err(crate::report::BudgetExceeded.into());
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// The verdict table, when budgets were given.

@@ -107,6 +107,8 @@ pub struct CameraSinks {
 pub struct KvsOptions {
     /// Create missing streams.
     pub create: bool,
+    /// Credentials instead of the AWS default chain.
+    pub credentials: Option<CredentialSource>,
 }
 
 impl Sinks {
@@ -164,7 +166,11 @@ impl Sinks {
                     KvsConfig {
                         region,
                         endpoint: k.endpoint,
-                        credentials: CredentialSource::DefaultChain,
+                        credentials: self
+                            .options
+                            .credentials
+                            .clone()
+                            .unwrap_or(CredentialSource::DefaultChain),
                     },
                 );
                 if self.options.create {

@@ -5,6 +5,7 @@ pub mod footage;
 pub mod graph;
 pub mod images;
 pub mod mock_kvs;
+pub mod netem;
 pub mod node;
 pub mod source;
 pub mod timing;

@@ -24,7 +24,7 @@ pub struct Probe {
 
 /// Count decoded frames and read size, rate, codec and duration with ffprobe.
 pub fn probe(path: &Path) -> Probe {
-    let out = Command::new("ffprobe")
+    let out = host_tool("ffprobe")
         .args([
             "-v",
             "error",
@@ -66,7 +66,7 @@ pub fn probe(path: &Path) -> Probe {
 
 /// Presentation times (seconds) of every video frame, from ffprobe.
 pub fn frame_times(path: &Path) -> Vec<f64> {
-    let out = Command::new("ffprobe")
+    let out = host_tool("ffprobe")
         .args([
             "-v",
             "error",
@@ -94,7 +94,7 @@ pub fn gst_clip(path: &Path, width: u32, height: u32, rate: &str, frames: u32) {
     } else {
         "matroskamux"
     };
-    let status = Command::new("gst-launch-1.0")
+    let status = host_tool("gst-launch-1.0")
         .arg("-q")
         .args([
             "videotestsrc",
@@ -126,7 +126,7 @@ pub fn gst_clip(path: &Path, width: u32, height: u32, rate: &str, frames: u32) {
 
 /// Run ffmpeg with these arguments (quiet, overwrite), asserting success.
 pub fn ffmpeg(args: &[&str]) {
-    let status = Command::new("ffmpeg")
+    let status = host_tool("ffmpeg")
         .args(["-y", "-v", "error", "-nostdin"])
         .args(args)
         .status()
@@ -171,6 +171,25 @@ pub fn start_mock_kvs(bin: &str, args: &[&str]) -> (ChildGuard, String) {
     let url =
         url.unwrap_or_else(|| panic!("mock-kvs did not start (arguments {args:?}): `{line}`"));
     (child, url)
+}
+
+/// A command for a tool of the machine running the tests (ffprobe, ffmpeg, gst-launch-1.0).
+/// Under emulation (`ci/arm64` sets `TELESCOPE_TARGET_SYSROOT`) the test process carries the
+/// target's library and plugin paths; the host's tools must not load those.
+pub fn host_tool(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    if std::env::var_os("TELESCOPE_TARGET_SYSROOT").is_some() {
+        for var in [
+            "LD_LIBRARY_PATH",
+            "GST_PLUGIN_SYSTEM_PATH",
+            "GST_PLUGIN_SCANNER",
+            "GST_REGISTRY",
+            "QEMU_LD_PREFIX",
+        ] {
+            cmd.env_remove(var);
+        }
+    }
+    cmd
 }
 
 /// A command-line failure as the binaries promise it: exit code 2 and one line on stderr that

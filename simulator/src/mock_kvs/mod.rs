@@ -41,6 +41,9 @@ pub struct MockKvsConfig {
     pub region: String,
     /// Faults injected into PutMedia.
     pub faults: Vec<Fault>,
+    /// The data endpoint GetDataEndpoint answers (default: this server's own URL); a proxy
+    /// in front of the data plane, for network faults, goes here.
+    pub data_endpoint: Option<String>,
 }
 
 impl Default for MockKvsConfig {
@@ -51,6 +54,7 @@ impl Default for MockKvsConfig {
             store: None,
             region: "us-east-1".into(),
             faults: Vec::new(),
+            data_endpoint: None,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Ctx {
 pub struct MockKvs {
     url: String,
     addr: SocketAddr,
+    ctx: Arc<Ctx>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -112,6 +117,7 @@ impl MockKvs {
             put_requests: Default::default(),
             faults: Mutex::new(config_faults),
         });
+        let handle = ctx.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -125,6 +131,7 @@ impl MockKvs {
         Ok(MockKvs {
             url,
             addr,
+            ctx: handle,
             shutdown: Some(tx),
             thread: Some(thread),
         })
@@ -138,6 +145,28 @@ impl MockKvs {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Replace the faults in force (as `POST /_mock/faults` does).
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        *self.ctx.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// What a stream holds: (fragments stored, distinct frames). A resent fragment is stored
+    /// twice, as KVS does; frames are counted once per producer timecode.
+    pub fn stored(&self, stream: &str) -> (usize, u64) {
+        let media = self.ctx.media();
+        let Some(m) = media.get(stream) else {
+            return (0, 0);
+        };
+        let mut seen = std::collections::HashSet::new();
+        let frames = m
+            .fragments
+            .iter()
+            .filter(|f| seen.insert(f.producer_ms))
+            .map(|f| u64::from(f.frames))
+            .sum();
+        (m.fragments.len(), frames)
     }
 }
 
@@ -547,7 +576,8 @@ fn get_data_endpoint(ctx: &Ctx, input: &Value) -> Reply {
     if !APIS.contains(&api) {
         return Err(invalid(format!("APIName `{api}` is not a KVS data API")));
     }
-    lookup(&ctx.streams(), input).map(|_| json!({ "DataEndpoint": ctx.url }))
+    let endpoint = ctx.config.data_endpoint.as_deref().unwrap_or(&ctx.url);
+    lookup(&ctx.streams(), input).map(|_| json!({ "DataEndpoint": endpoint }))
 }
 
 fn tag_stream(ctx: &Ctx, input: &Value) -> Reply {

@@ -1,0 +1,499 @@
+//! `telescope soak FOOTAGE --duration 10m --fault ...`: replay in real time, loop the footage,
+//! drive faults on a schedule, and judge the invariants at the end: no frame lost that the
+//! store could hold, RSS growth under a bound, nothing stuck. Exit 0 when every verdict passes,
+//! 1 when one fails (2 for errors).
+//!
+//! Without `--sink` it starts its own mock-kvs, with a TCP proxy (`simulator::netem`) in front
+//! of its data plane for network conditions and link faults, and gives the KVS sink temporary
+//! credentials that expire on the fault's schedule.
+
+use std::net::TcpListener;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser};
+use serde::{Deserialize, Serialize};
+use simulator::mock_kvs::Fault;
+use simulator::netem::{Network, Proxy};
+use simulator::{MockKvs, MockKvsConfig};
+use telescope::credentials::testing::FaultInjectingProvider;
+use telescope::credentials::{CredentialSource, SystemWallClock};
+
+use crate::report::{Budgets, Report, Verdict};
+
+/// Arguments of `telescope soak`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  telescope soak vtest.avi --duration 10m --report soak/
+  telescope soak vtest.avi --duration 90s --fault credential-expiry:30s --fault connection-reset
+  telescope soak pattern:ball@1280x720@30 --duration 10m --network latency=80ms,jitter=20ms,bandwidth=2mbit --fault link-cut:30s
+
+Faults (EVERY defaults to a third of --duration, DURATION to a tenth, at most 30 s):
+  credential-expiry[:EVERY]  temporary credentials expire every EVERY; the endpoint drops
+                             connections signed with them
+  connection-reset[:EVERY]   every open connection to KVS is reset
+  ack-stall[:DURATION]       KVS holds its PERSISTED acks back for DURATION, mid-run
+  camera-stall[:EVERY]       the camera freezes for 3 s every EVERY
+  link-cut[:DURATION]        the uplink is down for DURATION, mid-run")]
+pub struct SoakArgs {
+    /// Footage (looped for the whole run): files, URIs, images:DIR, pattern:NAME@WxH@RATE.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub footage: Vec<String>,
+    /// How long to soak: 90s, 10m, 1h.
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub duration: Duration,
+    /// Sinks as for replay (default: a KVS stream on a mock-kvs this command starts).
+    #[arg(long = "sink")]
+    pub sinks: Vec<String>,
+    /// A fault to drive (repeatable), see below.
+    #[arg(long = "fault")]
+    pub faults: Vec<SoakFault>,
+    /// Network conditions between Telescope and the mock-kvs data plane, e.g.
+    /// latency=80ms,jitter=20ms,bandwidth=2mbit.
+    #[arg(long)]
+    pub network: Option<Network>,
+    /// Write DIR/report.json and DIR/report.html.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
+    /// Bound on RSS growth from a quarter of the run to its end, percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_rss_growth: f64,
+    /// Longest time without output that is not a stuck state, seconds (camera stalls add theirs).
+    #[arg(long, default_value_t = 10.0)]
+    pub max_output_gap: f64,
+    #[command(flatten)]
+    pub budgets: Budgets,
+    /// Seed of the camera model and the network jitter.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print nothing but errors (and the report JSON with --json).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One scheduled fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SoakFault {
+    CredentialExpiry(Option<Duration>),
+    ConnectionReset(Option<Duration>),
+    AckStall(Option<Duration>),
+    CameraStall(Option<Duration>),
+    LinkCut(Option<Duration>),
+}
+
+impl FromStr for SoakFault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        let arg = arg
+            .map(|a| {
+                crate::duration::parse(a)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| format!("`{s}`: `{a}` is not a duration (90s, 10m, 500ms)"))
+            })
+            .transpose()?;
+        Ok(match name {
+            "credential-expiry" => SoakFault::CredentialExpiry(arg),
+            "connection-reset" => SoakFault::ConnectionReset(arg),
+            "ack-stall" => SoakFault::AckStall(arg),
+            "camera-stall" => SoakFault::CameraStall(arg),
+            "link-cut" => SoakFault::LinkCut(arg),
+            _ => {
+                return Err(format!(
+                    "unknown fault `{s}` (known: credential-expiry, connection-reset, ack-stall, \
+                     camera-stall, link-cut; each with an optional :DURATION)"
+                ))
+            }
+        })
+    }
+}
+
+/// What happened when, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    /// Wall seconds since the soak started.
+    pub t: f64,
+    pub fault: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    ResetAll(&'static str),
+    AckStall(Duration),
+    AckStallEnd,
+    Cut(Duration),
+}
+
+/// The schedule: (offset from start, action), sorted.
+fn schedule(faults: &[SoakFault], total: Duration) -> Vec<(Duration, Action)> {
+    let every = total / 3;
+    let window = (total / 10).min(Duration::from_secs(30));
+    let mut out = Vec::new();
+    let repeat = |out: &mut Vec<(Duration, Action)>, period: Duration, action: Action| {
+        let period = period.max(Duration::from_secs(1));
+        let mut t = period;
+        while t < total {
+            out.push((t, action));
+            t += period;
+        }
+    };
+    for f in faults {
+        match *f {
+            SoakFault::CredentialExpiry(e) => repeat(
+                &mut out,
+                e.unwrap_or(every),
+                Action::ResetAll("credential-expiry"),
+            ),
+            SoakFault::ConnectionReset(e) => repeat(
+                &mut out,
+                e.unwrap_or(every),
+                Action::ResetAll("connection-reset"),
+            ),
+            SoakFault::AckStall(d) => {
+                let d = d.unwrap_or(window);
+                out.push((total / 2, Action::AckStall(d)));
+                out.push((total / 2 + d, Action::AckStallEnd));
+            }
+            SoakFault::LinkCut(d) => out.push((total / 2, Action::Cut(d.unwrap_or(window)))),
+            SoakFault::CameraStall(_) => {}
+        }
+    }
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+/// Wrapper so the replay's arguments can be parsed from a list.
+#[derive(Debug, Parser)]
+struct ReplayCli {
+    #[command(flatten)]
+    args: crate::replay::ReplayArgs,
+}
+
+pub fn run(args: SoakArgs) -> Result<()> {
+    let builtin = args.sinks.is_empty();
+    let needs_mock = args.network.is_some()
+        || args
+            .faults
+            .iter()
+            .any(|f| !matches!(f, SoakFault::CameraStall(_)));
+    if !builtin && needs_mock {
+        bail!(
+            "--network and every fault but camera-stall act on the built-in mock-kvs: omit --sink"
+        );
+    }
+    let chatty = !args.quiet && !args.json;
+    let total = args.duration;
+
+    // The built-in endpoint: mock-kvs, its data plane behind the proxy.
+    let mut endpoint = None;
+    let mut sinks = args.sinks.clone();
+    let mut credentials = None;
+    if builtin {
+        let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind the proxy")?;
+        let proxy_url = format!("http://{}", listener.local_addr()?);
+        let mock = MockKvs::start(MockKvsConfig {
+            listen: "127.0.0.1:0".parse()?,
+            data_endpoint: Some(proxy_url),
+            ..MockKvsConfig::default()
+        })
+        .context("cannot start mock-kvs")?;
+        let proxy = Proxy::start(
+            listener,
+            mock.addr(),
+            args.network.unwrap_or_default(),
+            args.seed,
+        )
+        .context("cannot start the network proxy")?;
+        sinks.push(format!(
+            "kvs://soak-{{camera}}?endpoint={}&region=us-east-1",
+            mock.url()
+        ));
+        let lifetime = args
+            .faults
+            .iter()
+            .find_map(|f| match f {
+                SoakFault::CredentialExpiry(e) => Some(e.unwrap_or(total / 3)),
+                _ => None,
+            })
+            .unwrap_or(Duration::from_secs(3600));
+        let provider = FaultInjectingProvider::new(Arc::new(SystemWallClock), lifetime);
+        credentials = Some((
+            CredentialSource::Provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider.clone()),
+            ),
+            provider,
+        ));
+        if chatty {
+            println!(
+                "soak: mock-kvs on {}, data plane through {} ({})",
+                mock.url(),
+                proxy.addr(),
+                args.network
+                    .map_or("no added network conditions".into(), |n| format!("{n:?}"))
+            );
+        }
+        endpoint = Some((mock, proxy));
+    }
+
+    let camera_stall = args.faults.iter().find_map(|f| match f {
+        SoakFault::CameraStall(e) => Some(e.unwrap_or(total / 3)),
+        _ => None,
+    });
+    let mut argv: Vec<String> = vec!["replay".into()];
+    argv.extend(args.footage.iter().cloned());
+    for s in &sinks {
+        argv.extend(["--sink".into(), s.clone()]);
+    }
+    argv.extend([
+        "--loops".into(),
+        "0".into(),
+        "--duration".into(),
+        format!("{}ms", total.as_millis()),
+        "--seed".into(),
+        args.seed.to_string(),
+        "--create-stream".into(),
+        "--quiet".into(),
+    ]);
+    if let Some(every) = camera_stall {
+        argv.extend([
+            "--stall-every".into(),
+            format!("{}", every.as_secs_f64()),
+            "--stall-ms".into(),
+            "3000".into(),
+        ]);
+    }
+    let mut replay = ReplayCli::try_parse_from(&argv)
+        .context("building the replay")?
+        .args;
+    replay.budgets = args.budgets.clone();
+
+    // The fault schedule runs beside the replay.
+    let events: Arc<Mutex<Vec<FaultEvent>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let plan = schedule(&args.faults, total);
+    let started = Instant::now();
+    let report = std::thread::scope(|scope| -> Result<Report> {
+        if let Some((mock, proxy)) = endpoint.as_ref() {
+            let (events, stop, plan) = (&events, &stop, &plan);
+            scope.spawn(move || drive(plan, mock, proxy, started, events, stop, chatty));
+        }
+        let result = crate::replay::run_with(
+            replay,
+            crate::replay::Hooks {
+                credentials: credentials.as_ref().map(|(c, _)| c.clone()),
+            },
+        );
+        stop.store(true, Ordering::Relaxed);
+        result
+    })?;
+
+    let mut report = report;
+    report.command = "soak".into();
+    let mut verdicts = report.verdicts.clone();
+    verdicts.extend(judge(
+        &report,
+        &args,
+        endpoint.as_ref().map(|(m, _)| m),
+        camera_stall,
+    ));
+    report.verdicts = verdicts;
+    let events = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
+    let proxy_stats = endpoint.as_ref().map(|(_, p)| p.stats());
+    let issued = credentials.as_ref().map(|(_, p)| p.issued());
+    if let Some(dir) = &args.report {
+        report.write(dir)?;
+        let soak = serde_json::json!({
+            "faults": events,
+            "proxy": proxy_stats.map(|s| serde_json::json!({
+                "connections": s.connections, "refused": s.refused, "resets": s.resets,
+                "bytes_up": s.bytes_up, "bytes_down": s.bytes_down,
+            })),
+            "credentials_issued": issued,
+        });
+        crate::report::write_atomic(&dir.join("soak.json"), &serde_json::to_vec_pretty(&soak)?)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if chatty {
+        for c in &report.cameras {
+            let kvs = c.kvs.first();
+            println!(
+                "camera {}: {} frames out, {} fragments, {} persisted, {} resent, {} connections",
+                c.name,
+                c.frames_out,
+                kvs.map_or(0, |k| k.fragments),
+                kvs.map_or(0, |k| k.persisted),
+                kvs.map_or(0, |k| k.resent),
+                kvs.map_or(0, |k| k.connections)
+            );
+        }
+        if let Some(n) = issued {
+            println!("credentials issued: {n}");
+        }
+        crate::replay::print_verdicts(&report);
+        println!("verdict: {}", if report.passed() { "PASS" } else { "FAIL" });
+    }
+    drop(endpoint);
+    if !report.passed() {
+        return Err(crate::report::BudgetExceeded.into());
+    }
+    Ok(())
+}
+
+/// Run the schedule until it ends or `stop` is set.
+fn drive(
+    plan: &[(Duration, Action)],
+    mock: &MockKvs,
+    proxy: &Proxy,
+    started: Instant,
+    events: &Mutex<Vec<FaultEvent>>,
+    stop: &AtomicBool,
+    chatty: bool,
+) {
+    for (at, action) in plan {
+        // Bounded wait: wake every 50 ms to notice the end of the run.
+        while started.elapsed() < *at {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(*at - started.elapsed().min(*at)));
+        }
+        let (fault, detail) = match *action {
+            Action::ResetAll(name) => (name, format!("{} connections reset", proxy.reset_all())),
+            Action::AckStall(d) => {
+                mock.set_faults(vec![Fault::DelayAcks(d.as_millis() as u64)]);
+                ("ack-stall", format!("acks held back {} ms", d.as_millis()))
+            }
+            Action::AckStallEnd => {
+                mock.set_faults(Vec::new());
+                ("ack-stall", "acks flow again".to_owned())
+            }
+            Action::Cut(d) => {
+                proxy.cut(d);
+                ("link-cut", format!("link down for {} ms", d.as_millis()))
+            }
+        };
+        let t = started.elapsed().as_secs_f64();
+        if chatty {
+            println!("{t:7.1} s  {fault}: {detail}");
+        }
+        events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(FaultEvent {
+                t,
+                fault: fault.to_owned(),
+                detail,
+            });
+    }
+}
+
+/// The soak's invariants.
+fn judge(
+    report: &Report,
+    args: &SoakArgs,
+    mock: Option<&MockKvs>,
+    camera_stall: Option<Duration>,
+) -> Vec<Verdict> {
+    let verdict = |name: &str, unit: &str, limit: f64, measured: f64| Verdict {
+        name: name.to_owned(),
+        unit: unit.to_owned(),
+        limit,
+        measured,
+        pass: measured <= limit,
+    };
+    let mut out = Vec::new();
+    if let Some(mock) = mock {
+        // Every frame encoded reached the store, once its resent duplicates are set aside.
+        let mut lost = 0i64;
+        for c in &report.cameras {
+            let (_, stored) = mock.stored(&format!("soak-{}", c.name));
+            lost += c.frames_out as i64 - stored as i64;
+        }
+        out.push(verdict("frames lost", "frames", 0.0, lost.max(0) as f64));
+    }
+    let unpersisted: u64 = report
+        .cameras
+        .iter()
+        .flat_map(|c| &c.kvs)
+        .map(|k| k.fragments.saturating_sub(k.persisted) + k.evicted)
+        .sum();
+    out.push(verdict(
+        "fragments not persisted or evicted",
+        "fragments",
+        0.0,
+        unpersisted as f64,
+    ));
+    if let Some(p) = &report.process {
+        out.push(verdict(
+            "RSS growth",
+            "%",
+            args.max_rss_growth,
+            p.rss_growth_percent,
+        ));
+    }
+    // Stuck: the longest stretch of samples with no output from some camera.
+    let mut longest = 0.0f64;
+    let cameras = report.cameras.len();
+    for i in 0..cameras {
+        let mut since: Option<f64> = None;
+        for s in &report.timeline {
+            let out_fps = s.cameras.get(i).map_or(0.0, |c| c.output_fps);
+            if out_fps > 0.0 {
+                since = None;
+            } else {
+                let start = *since.get_or_insert(s.t);
+                longest = longest.max(s.t - start);
+            }
+        }
+    }
+    let allowance = args.max_output_gap + camera_stall.map_or(0.0, |_| 3.0);
+    out.push(verdict("longest output gap", "s", allowance, longest));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_with_defaults_scaled_to_the_duration() {
+        let f: Vec<SoakFault> = ["credential-expiry", "connection-reset:20s", "ack-stall:5s"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let plan = schedule(&f, Duration::from_secs(60));
+        let at: Vec<(u64, String)> = plan
+            .iter()
+            .map(|(t, a)| (t.as_secs(), format!("{a:?}")))
+            .collect();
+        assert_eq!(
+            at,
+            vec![
+                (20, "ResetAll(\"credential-expiry\")".to_owned()),
+                (20, "ResetAll(\"connection-reset\")".to_owned()),
+                (30, "AckStall(5s)".to_owned()),
+                (35, "AckStallEnd".to_owned()),
+                (40, "ResetAll(\"credential-expiry\")".to_owned()),
+                (40, "ResetAll(\"connection-reset\")".to_owned()),
+            ]
+        );
+        assert!("link-cut:soon".parse::<SoakFault>().is_err());
+        assert!("flood".parse::<SoakFault>().unwrap_err().contains("known"));
+        let cut = schedule(&["link-cut".parse().unwrap()], Duration::from_secs(600));
+        assert_eq!(cut.len(), 1);
+        assert!(matches!(cut[0].1, Action::Cut(d) if d == Duration::from_secs(30)));
+    }
+}
