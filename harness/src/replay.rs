@@ -296,6 +296,8 @@ struct Lane {
 pub struct Hooks {
     /// Credentials for `kvs://` sinks instead of the AWS default chain.
     pub credentials: Option<telescope::credentials::CredentialSource>,
+    /// Show the progress bar even with --quiet (the caller prints its own summary).
+    pub progress: bool,
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
@@ -442,13 +444,28 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
 
     let wall = Instant::now();
     let cpu_at_start = crate::sample::process_cpu();
+    // Progress on stderr, for people: hidden when stderr is not a terminal, or with --quiet.
+    let progress = if (args.quiet || args.json) && !hooks.progress {
+        indicatif::ProgressBar::hidden()
+    } else {
+        match args.duration {
+            Some(d) => indicatif::ProgressBar::new(d.as_secs().max(1)).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} s {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+            None => indicatif::ProgressBar::new_spinner(),
+        }
+    };
     let sampler = {
         let watched: Vec<_> = lanes
             .iter()
             .map(|l| (l.telescope.clone(), l.kvs.clone(), l.rtsp.clone()))
             .collect();
+        let (progress, started) = (progress.clone(), Instant::now());
         crate::sample::Sampler::start(Duration::from_millis(args.sample_ms.max(10)), move || {
-            watched
+            let counters: Vec<crate::sample::CameraCounters> = watched
                 .iter()
                 .map(|(t, kvs, rtsp)| {
                     let s = t.stats();
@@ -460,7 +477,13 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
                         rtsp_clients: rtsp.iter().map(|r| r.stats().clients).sum(),
                     }
                 })
-                .collect()
+                .collect();
+            progress.set_position(started.elapsed().as_secs());
+            progress.set_message(format!(
+                "{} frames out",
+                counters.iter().map(|c| c.frames_out).sum::<u64>()
+            ));
+            counters
         })
         .context("cannot start the sampler")?
     };
@@ -520,6 +543,7 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
         .context("replay failed")?;
     let elapsed = wall.elapsed();
     let timeline = sampler.finish();
+    progress.finish_and_clear();
 
     let mut report = Report {
         schema_version: SCHEMA_VERSION,

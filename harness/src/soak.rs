@@ -293,6 +293,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
             replay,
             crate::replay::Hooks {
                 credentials: credentials.as_ref().map(|(c, _)| c.clone()),
+                progress: chatty,
             },
         );
         stop.store(true, Ordering::Relaxed);
