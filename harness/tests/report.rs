@@ -236,11 +236,15 @@ fn the_report_schema_is_stable() {
     let mut report = json(&dir.path().join("report.json"));
     // File paths differ per run.
     report["cameras"][0]["source"] = "pattern:smpte@160x120@10".into();
-    insta::assert_json_snapshot!(report, {
-        ".wall_seconds" => "[wall]",
-        ".process" => "[process: machine-dependent]",
-        ".timeline" => "[timeline: machine-dependent]",
-        ".cameras[].put_latency_us" => "[put latency]",
-        ".cameras[].put_latency_histogram_us" => "[put latency]",
+    // Keys sorted: serde_json keeps insertion order when another crate of the build enables
+    // its `preserve_order` feature (`cargo test --workspace`), and not otherwise.
+    insta::with_settings!({ sort_maps => true }, {
+        insta::assert_json_snapshot!(report, {
+            ".wall_seconds" => "[wall]",
+            ".process" => "[process: machine-dependent]",
+            ".timeline" => "[timeline: machine-dependent]",
+            ".cameras[].put_latency_us" => "[put latency]",
+            ".cameras[].put_latency_histogram_us" => "[put latency]",
+        });
     });
 }
