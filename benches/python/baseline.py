@@ -5,7 +5,7 @@ streaming (after loading), frames, and put latencies for (b).
 
     python3 baseline.py videowriter RAW W H FPS_NUM FPS_DEN OUT.mkv "x264enc settings"
     python3 baseline.py telescope   RAW W H FPS_NUM FPS_DEN OUT.mkv PROFILE BITRATE
-    python3 baseline.py put-latency W H FPS N       (put() paced at FPS, latency percentiles)
+    python3 baseline.py put-latency W H FPS N [nocopy]  (put() paced at FPS, latency percentiles)
 """
 
 import json
@@ -54,7 +54,7 @@ def telescope_put(frames, fps_num, fps_den, out, profile, bitrate):
     return {"cpu_s": cpu, "frames": len(frames), "frames_out": stats["frames_out"]}
 
 
-def put_latency(w, h, fps, n):
+def put_latency(w, h, fps, n, copy=True):
     """put() from a paced loop, as an app calls it: latency percentiles in microseconds."""
     import tempfile
 
@@ -69,14 +69,16 @@ def put_latency(w, h, fps, n):
             period = 1.0 / fps
             next_at = time.perf_counter()
             for i in range(n):
+                # Without copying, each frame must be a fresh array the app no longer writes.
+                f = frames[i % 4] if copy else frames[i % 4].copy()
                 s = time.perf_counter_ns()
-                t.put(frames[i % 4])
+                t.put(f, copy=copy)
                 latencies.append(time.perf_counter_ns() - s)
                 next_at += period
                 time.sleep(max(0.0, next_at - time.perf_counter()))
         stats = t.stats()
     lat = np.array(latencies) / 1000.0
-    return {"frames": n, "width": w, "height": h, "put_p50_us": float(np.percentile(lat, 50)),
+    return {"frames": n, "width": w, "height": h, "copy": copy, "put_p50_us": float(np.percentile(lat, 50)),
             "put_p99_us": float(np.percentile(lat, 99)), "put_max_us": float(lat.max()),
             "dropped": sum(stats["dropped"].values()), "buffers_allocated": stats["buffers_allocated"]}
 
@@ -84,7 +86,8 @@ def put_latency(w, h, fps, n):
 def main(argv):
     if argv[1] == "put-latency":
         w, h, fps, n = int(argv[2]), int(argv[3]), float(argv[4]), int(argv[5])
-        print(json.dumps(put_latency(w, h, fps, n)))
+        copy = len(argv) < 7 or argv[6] != "nocopy"
+        print(json.dumps(put_latency(w, h, fps, n, copy)))
         return
     mode, raw, w, h, num, den, out = argv[1:8]
     w, h, num, den = int(w), int(h), int(num), int(den)

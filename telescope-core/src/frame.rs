@@ -320,6 +320,33 @@ impl Frame {
     pub(crate) fn into_pixels(self) -> Pixels {
         self.data
     }
+
+    /// A frame over memory owned elsewhere, without copying it: for bindings whose frames
+    /// live in their own objects (a numpy array). `owner` keeps the memory alive; it is
+    /// dropped when the frame and every GStreamer buffer made from it are gone, on whatever
+    /// thread that happens. Drawing on the frame (an overlay) copies it first.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be valid for reads, and not written by anyone, for as long as
+    /// `owner` lives.
+    pub unsafe fn from_borrowed(
+        ptr: *const u8,
+        len: usize,
+        owner: Box<dyn Send>,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        stride: usize,
+    ) -> Result<Self, FrameError> {
+        // SAFETY: forwarded from this function's contract.
+        let pixels = unsafe { Pixels::borrowed(ptr, len, owner) };
+        Self::from_pixels(pixels, format, width, height, stride)
+    }
+
+    /// Whether the pixels are borrowed (see [`Frame::from_borrowed`]).
+    pub fn is_borrowed(&self) -> bool {
+        self.data.is_borrowed()
+    }
 }
 
 /// A borrowed frame: the application keeps the pixels, Telescope copies them once if it needs to.

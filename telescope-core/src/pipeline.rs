@@ -208,7 +208,13 @@ impl StreamPipeline {
         let layout = frame.layout();
         let format = frame.format().video_format();
         let (w, h) = (frame.width(), frame.height());
-        let mut buffer = gst::Buffer::from_mut_slice(frame.into_pixels());
+        let pixels = frame.into_pixels();
+        // Borrowed memory is wrapped read-only: nothing downstream may write the owner's bytes.
+        let mut buffer = if pixels.is_borrowed() {
+            gst::Buffer::from_slice(pixels)
+        } else {
+            gst::Buffer::from_mut_slice(pixels)
+        };
         {
             let Some(buf) = buffer.get_mut() else {
                 return Err(PushError::Refused(gst::FlowError::Error));

@@ -87,6 +87,7 @@ impl FramePool {
         let pixels = Pixels {
             data,
             home: Arc::downgrade(&self.shared),
+            borrowed: None,
         };
         Frame::from_pixels(pixels, format, width, height, stride)
     }
@@ -147,10 +148,27 @@ fn copy_rows(src: &[u8], frame: FrameRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// Pixel bytes, returned to their pool (if any, and if it still exists) when dropped.
+/// Memory owned elsewhere (a numpy array, a camera buffer), borrowed read-only for as long as
+/// `_owner` lives.
+struct Borrowed {
+    ptr: *const u8,
+    len: usize,
+    _owner: Box<dyn Send>,
+}
+
+// SAFETY: the memory is only read, and its owner (which keeps it valid) is itself Send; the
+// creator of a borrowed frame promises nobody writes to it while the frame lives
+// (`Frame::from_borrowed`).
+unsafe impl Send for Borrowed {}
+// SAFETY: shared access only reads the memory (see above).
+unsafe impl Sync for Borrowed {}
+
+/// Pixel bytes, returned to their pool (if any, and if it still exists) when dropped; or
+/// borrowed memory, copied on the first write.
 pub(crate) struct Pixels {
     data: Vec<u8>,
     home: Weak<Shared>,
+    borrowed: Option<Borrowed>,
 }
 
 impl Pixels {
@@ -158,24 +176,57 @@ impl Pixels {
         Pixels {
             data,
             home: Weak::new(),
+            borrowed: None,
         }
     }
 
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.data
+    /// # Safety
+    /// `ptr..ptr+len` must stay valid and unmodified for as long as `owner` lives.
+    pub(crate) unsafe fn borrowed(ptr: *const u8, len: usize, owner: Box<dyn Send>) -> Self {
+        Pixels {
+            data: Vec::new(),
+            home: Weak::new(),
+            borrowed: Some(Borrowed {
+                ptr,
+                len,
+                _owner: owner,
+            }),
+        }
     }
 
+    pub(crate) fn is_borrowed(&self) -> bool {
+        self.borrowed.is_some()
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match &self.borrowed {
+            // SAFETY: valid and unmodified while the owner lives (constructor contract).
+            Some(b) => unsafe { std::slice::from_raw_parts(b.ptr, b.len) },
+            None => &self.data,
+        }
+    }
+
+    /// Mutable bytes; borrowed memory is copied first (the owner's memory is never written).
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        if self.borrowed.is_some() {
+            self.data = self.as_slice().to_vec();
+            self.borrowed = None;
+        }
         &mut self.data
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.data.capacity()
+        self.borrowed
+            .as_ref()
+            .map_or(self.data.capacity(), |b| b.len)
     }
 
     /// The bytes, taken out of the pool for good.
     pub(crate) fn into_vec(mut self) -> Vec<u8> {
         self.home = Weak::new();
+        if self.borrowed.is_some() {
+            return self.as_slice().to_vec();
+        }
         std::mem::take(&mut self.data)
     }
 }
@@ -183,13 +234,13 @@ impl Pixels {
 impl Clone for Pixels {
     /// A copy is the caller's own, never the pool's.
     fn clone(&self) -> Self {
-        Pixels::unpooled(self.data.clone())
+        Pixels::unpooled(self.as_slice().to_vec())
     }
 }
 
 impl PartialEq for Pixels {
     fn eq(&self, other: &Self) -> bool {
-        self.data == other.data
+        self.as_slice() == other.as_slice()
     }
 }
 
@@ -197,18 +248,21 @@ impl Eq for Pixels {}
 
 impl AsRef<[u8]> for Pixels {
     fn as_ref(&self) -> &[u8] {
-        &self.data
+        self.as_slice()
     }
 }
 
 impl AsMut<[u8]> for Pixels {
     fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.data
+        self.as_mut_slice()
     }
 }
 
 impl Drop for Pixels {
     fn drop(&mut self) {
+        if self.borrowed.is_some() {
+            return;
+        }
         let Some(home) = self.home.upgrade() else {
             return;
         };
@@ -298,6 +352,56 @@ mod tests {
             pool.copy(r).data(),
             &[1, 2, 3, 4, 5, 6, 7, 8, 40, 41, 42, 43]
         );
+    }
+
+    #[test]
+    fn borrowed_pixels_are_read_in_place_and_copied_before_a_write() {
+        struct Owner(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let memory: &'static [u8] = &[1, 2, 3, 4];
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // SAFETY: static memory, never written.
+        let mut f = unsafe {
+            Frame::from_borrowed(
+                memory.as_ptr(),
+                memory.len(),
+                Box::new(Owner(dropped.clone())),
+                PixelFormat::Gray8,
+                2,
+                2,
+                2,
+            )
+        }
+        .unwrap();
+        assert!(f.is_borrowed());
+        assert_eq!(f.data().as_ptr(), memory.as_ptr(), "no copy");
+        let copy = f.clone();
+        assert!(!copy.is_borrowed());
+        f.data_mut()[0] = 9;
+        assert!(!f.is_borrowed(), "a write copies first");
+        assert_eq!(f.data(), &[9, 2, 3, 4]);
+        assert_eq!(memory, &[1, 2, 3, 4], "the owner's memory is untouched");
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "owner released"
+        );
+        // SAFETY: as above.
+        let short = unsafe {
+            Frame::from_borrowed(
+                memory.as_ptr(),
+                3,
+                Box::new(()),
+                PixelFormat::Gray8,
+                2,
+                2,
+                2,
+            )
+        };
+        assert!(short.is_err());
     }
 
     #[test]

@@ -99,6 +99,34 @@ fn view<'a>(array: &'a Bound<'_, PyArrayDyn<u8>>) -> PyResult<Option<View<'a>>> 
     }))
 }
 
+/// The array's own memory as a frame, without a copy, when its rows are packed and it spans
+/// whole rows (`None` otherwise: the caller copies).
+fn borrow_frame(array: &Bound<'_, PyArrayDyn<u8>>) -> PyResult<Option<Frame>> {
+    let Some(v) = view(array)? else {
+        return Ok(None);
+    };
+    if v.data.len() < v.stride * v.height as usize {
+        return Ok(None);
+    }
+    let owner: Box<dyn Send> = Box::new(array.clone().unbind());
+    // SAFETY: `owner` holds a reference to the array, so its memory stays allocated while the
+    // frame lives; the caller of put(copy=False) promises not to write to it meanwhile.
+    let frame = unsafe {
+        Frame::from_borrowed(
+            v.data.as_ptr(),
+            v.data.len(),
+            owner,
+            v.format,
+            v.width,
+            v.height,
+            v.stride,
+        )
+    };
+    frame
+        .map(Some)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// Copies any u8 frame into a `Frame` from the Telescope's buffer pool: one copy, no
 /// allocation once the stream runs (packed rows copied as one block or row by row).
 fn to_frame(array: &Bound<'_, PyArrayDyn<u8>>, pool: &FramePool) -> PyResult<Frame> {
@@ -365,6 +393,8 @@ fn parse_sink(obj: &Bound<'_, PyAny>) -> PyResult<SinkConfig> {
 impl Telescope {
     #[new]
     #[pyo3(signature = (sinks, fps=None, width=None, height=None, encoder=None, queue=8, profile=None, bitrate_kbps=None))]
+    // The Python constructor's keyword arguments, one parameter each.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         sinks: Vec<Bound<'_, PyAny>>,
         fps: Option<f64>,
@@ -421,16 +451,25 @@ impl Telescope {
     /// (see stats()). `timestamp`: the capture time in seconds on the stream's own timeline
     /// (e.g. frame index / fps for recorded footage); by default the time of the call.
     /// `block=True` waits for room instead of dropping: for offline sources only.
-    #[pyo3(signature = (frame, timestamp=None, block=false))]
+    /// `copy=False` streams the array's own memory without copying it (rows must be packed,
+    /// as in any C-contiguous array or crop of one): the array must not be modified afterwards
+    /// (hand over a fresh array per frame, as camera reads give). Telescope holds a reference
+    /// until the encoder is done with it.
+    #[pyo3(signature = (frame, timestamp=None, block=false, copy=true))]
     fn put(
         &self,
         py: Python<'_>,
         frame: &Bound<'_, PyAny>,
         timestamp: Option<f64>,
         block: bool,
+        copy: bool,
     ) -> PyResult<bool> {
         let array = as_u8_array(frame)?;
-        let mut owned = to_frame(&array, self.inner.pool())?;
+        let borrowed = if copy { None } else { borrow_frame(&array)? };
+        let mut owned = match borrowed {
+            Some(f) => f,
+            None => to_frame(&array, self.inner.pool())?,
+        };
         if let Some(t) = timestamp {
             let at = std::time::Duration::try_from_secs_f64(t).map_err(|_| {
                 PyValueError::new_err(format!(

@@ -233,3 +233,21 @@ def test_timestamps_must_be_times(tmp_path):
                 t.put(f, timestamp=bad)
         assert t.put(f, timestamp=0.0)
     assert t.stats()["frames_put"] == 1, "a refused frame is not counted as put"
+
+
+def test_put_without_copy_streams_the_arrays_own_memory(tmp_path):
+    out = tmp_path / "nocopy.mkv"
+    n = 30
+    arrays = list(frames(n))
+    t = telescope.Telescope(sinks=[f"file:{out}"], fps=10, width=160, height=120)
+    with t:
+        for i, f in enumerate(arrays):
+            assert t.put(f, timestamp=i / 10, block=True, copy=False)
+        # A strided view cannot be borrowed: it is copied, and still streams.
+        assert t.put(arrays[0][:, ::-1], timestamp=n / 10, block=True, copy=False)
+    stats = t.stats()
+    assert stats["frames_out"] == n + 1, stats
+    assert stats["buffers_allocated"] == 1, "only the strided frame was copied"
+    assert probe(out)[2] == n + 1
+    # The arrays are untouched and still the caller's.
+    assert all(a.flags.writeable for a in arrays)
