@@ -28,7 +28,10 @@ pub fn escape(s: &str) -> String {
 
 /// A line chart of `series` (name, points), axes from 0 to the maxima.
 pub fn line_chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    let (w, h, left, bottom, top, right) = (640.0, 220.0, 56.0, 28.0, 24.0, 12.0);
+    // Title, then the legend in rows of four under it, then the plot.
+    let rows = series.len().div_ceil(4).max(1) as f64;
+    let top = 34.0 + 14.0 * rows;
+    let (w, h, left, bottom, right) = (640.0, 200.0 + top, 56.0, 28.0, 12.0);
     let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
     let xmax = series
         .iter()
@@ -68,11 +71,11 @@ pub fn line_chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)])
     }
     let _ = write!(
         s,
-        r##"<text x="{x}" y="{y}" font-size="10" text-anchor="end">{xm} s</text><text x="4" y="{ym}" font-size="10">{u}</text>"##,
+        r##"<text x="{x}" y="{y}" font-size="10" text-anchor="end">{xm} s</text><text x="{left}" y="{ym}" font-size="10" text-anchor="end">{u}</text>"##,
         x = w - right,
         y = h - 8.0,
         xm = short(xmax),
-        ym = top - 4.0,
+        ym = top - 8.0,
         u = escape(unit)
     );
     for (i, (name, points)) in series.iter().enumerate() {
@@ -90,9 +93,10 @@ pub fn line_chart(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)])
         }
         let _ = write!(
             s,
-            r#"<text x="{x}" y="14" font-size="11" fill="{color}">{}</text>"#,
+            r#"<text x="{x}" y="{y}" font-size="11" fill="{color}">&#9632; {}</text>"#,
             escape(name),
-            x = 240.0 + 130.0 * i as f64
+            x = left + 140.0 * (i % 4) as f64,
+            y = 32.0 + 14.0 * (i / 4) as f64
         );
     }
     s.push_str("</svg></figure>");
@@ -349,11 +353,11 @@ fn charts(s: &mut String, runs: &[(String, &Report)]) {
                     .collect()
             };
             fps.push((
-                name(label, &format!("{} in", c.name)),
+                name(label, &format!("camera {} in", c.name)),
                 series(|c| c.input_fps),
             ));
             fps.push((
-                name(label, &format!("{} out", c.name)),
+                name(label, &format!("camera {} out", c.name)),
                 series(|c| c.output_fps),
             ));
             queue.push((name(label, &c.name), series(|c| c.queue_depth as f64)));
@@ -411,7 +415,10 @@ mod tests {
         );
         assert!(!page.contains("<script") && !page.contains("src=\"http"));
         let both = render(&[("a".into(), &report), ("b".into(), &report)]);
-        assert!(both.contains("a vs b") && both.contains("b &lt;cam&amp;1&gt; in"));
+        assert!(
+        assert!(both.contains("a vs b") && both.contains("b camera &lt;cam&amp;1&gt; in"));
+                && both.contains("b camera b &lt;cam&amp;1&gt; inlt;cam&amp;1&gt; in")
+        );
     }
 
     #[test]
