@@ -31,7 +31,8 @@ use crate::report::{Budgets, Report, Verdict};
   telescope soak vtest.avi --duration 90s --fault credential-expiry:30s --fault connection-reset
   telescope soak pattern:ball@1280x720@30 --duration 10m --network latency=80ms,jitter=20ms,bandwidth=2mbit --fault link-cut:30s
 
-Faults (EVERY defaults to a third of --duration, DURATION to a tenth, at most 30 s):
+Faults (EVERY defaults to a third of --duration (connection-reset: a quarter), DURATION to a
+tenth, at most 30 s):
   credential-expiry[:EVERY]  temporary credentials expire every EVERY; the endpoint drops
                              connections signed with them
   connection-reset[:EVERY]   every open connection to KVS is reset
@@ -156,9 +157,10 @@ fn schedule(faults: &[SoakFault], total: Duration) -> Vec<(Duration, Action)> {
                 e.unwrap_or(every),
                 Action::ResetAll("credential-expiry"),
             ),
+            // A quarter by default, so that resets and expiries do not coincide.
             SoakFault::ConnectionReset(e) => repeat(
                 &mut out,
-                e.unwrap_or(every),
+                e.unwrap_or(total / 4),
                 Action::ResetAll("connection-reset"),
             ),
             SoakFault::AckStall(d) => {
