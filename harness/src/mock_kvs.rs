@@ -47,6 +47,7 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
         region: args.region.clone(),
         faults: args.faults.clone(),
         data_endpoint: None,
+        keep_media: true,
     };
     let mock = MockKvs::start(config)
         .with_context(|| format!("cannot start mock-kvs on {}", args.listen))?;

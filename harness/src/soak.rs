@@ -208,6 +208,8 @@ pub fn run(args: SoakArgs) -> Result<()> {
         let mock = MockKvs::start(MockKvsConfig {
             listen: "127.0.0.1:0".parse()?,
             data_endpoint: Some(proxy_url),
+            // Count frames, keep no media: this process's memory is then Telescope's.
+            keep_media: false,
             ..MockKvsConfig::default()
         })
         .context("cannot start mock-kvs")?;

@@ -331,7 +331,12 @@ async fn ingest(
                             server_ms: now_ms(),
                             frames: c.frames,
                             duration_ms: c.last_offset,
-                            raw: c.raw,
+                            // Without media kept (soaks), only what the fragment was.
+                            raw: if ctx.config.keep_media {
+                                c.raw
+                            } else {
+                                Vec::new()
+                            },
                         });
                         number
                     };

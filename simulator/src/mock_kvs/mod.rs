@@ -44,6 +44,9 @@ pub struct MockKvsConfig {
     /// The data endpoint GetDataEndpoint answers (default: this server's own URL); a proxy
     /// in front of the data plane, for network faults, goes here.
     pub data_endpoint: Option<String>,
+    /// Keep each fragment's bytes for GetMedia (default). A soak that only counts frames turns
+    /// it off, so that its process's memory is the producer's, not the store's.
+    pub keep_media: bool,
 }
 
 impl Default for MockKvsConfig {
@@ -55,6 +58,7 @@ impl Default for MockKvsConfig {
             region: "us-east-1".into(),
             faults: Vec::new(),
             data_endpoint: None,
+            keep_media: true,
         }
     }
 }
