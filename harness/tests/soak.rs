@@ -38,10 +38,12 @@ fn credential_expiry_and_two_connection_resets_lose_no_frame() {
         &[
             "--duration",
             "40s",
+            // Resets at 17 s and 34 s; credentials expire at 20 s (and are renewed at half-life,
+            // every 10 s): no reset coincides with a renewal's reconnection.
             "--fault",
             "credential-expiry:20s",
             "--fault",
-            "connection-reset:15s",
+            "connection-reset:17s",
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
