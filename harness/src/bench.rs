@@ -46,7 +46,7 @@ pub struct BenchArgs {
     pub bitrate: u32,
     /// Frame rate when the footage declares none.
     #[arg(long, default_value = "10")]
-    pub fps: String,
+    pub fps: Rate,
     /// Profiles to measure (comma-separated).
     #[arg(long, default_value = "edge-low-cpu,balanced,quality")]
     pub profiles: String,
@@ -70,7 +70,7 @@ pub struct BenchRunArgs {
     raw: PathBuf,
     width: u32,
     height: u32,
-    fps: String,
+    fps: Rate,
     profile: String,
     bitrate: u32,
     out: PathBuf,
@@ -285,7 +285,6 @@ impl Ctx {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let fallback = parse_rate(&args.fps)?;
     let profiles: Vec<EncoderProfile> = args
         .profiles
         .split(',')
@@ -298,12 +297,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             d.clone()
         }
         None => {
-            tmp = TempDir::new()?;
-            tmp.0.clone()
+            tmp = tempfile::Builder::new()
+                .prefix("telescope-bench-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            tmp.path().to_path_buf()
         }
     };
     let raw = dir.join("source.bgr");
-    let (w, h, rate, frames) = decode(&args.footage, args.frames, fallback, &raw)?;
+    let (w, h, rate, frames) = decode(&args.footage, args.frames, args.fps, &raw)?;
     let ctx = Ctx {
         raw: raw.clone(),
         dir: dir.clone(),
@@ -506,38 +508,9 @@ fn python_script() -> Result<PathBuf> {
         .context("benches/python/baseline.py not found: run from the repository")
 }
 
-fn parse_rate(s: &str) -> Result<Rate> {
-    let rate = match s.split_once('/') {
-        Some((n, d)) => Rate::new(n.trim().parse()?, d.trim().parse()?),
-        None => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .and_then(|f| Rate::snap(f, 0.005)),
-    };
-    rate.with_context(|| format!("`{s}` is not a frame rate"))
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self> {
-        let base = std::env::temp_dir().join(format!("telescope-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&base)?;
-        Ok(TempDir(base))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `telescope bench-run`: load the raw frames, then time streaming them through Telescope.
 pub fn run_one(args: BenchRunArgs) -> Result<()> {
-    let rate = parse_rate(&args.fps)?;
+    let rate = args.fps;
     let frame_len = args.width as usize * args.height as usize * 3;
     let bytes =
         std::fs::read(&args.raw).with_context(|| format!("reading {}", args.raw.display()))?;
@@ -605,7 +578,7 @@ mod tests {
             x264_settings(EncoderProfile::Quality, 900, Rate::whole(10).unwrap()),
             "bitrate=900 key-int-max=45 bframes=0 speed-preset=faster subme=7 ref=3"
         );
-        assert!(parse_rate("24000/1001").is_ok());
-        assert!(parse_rate("fast").is_err());
+        assert!("24000/1001".parse::<Rate>().is_ok());
+        assert!("fast".parse::<Rate>().is_err());
     }
 }

@@ -222,58 +222,12 @@ fn verdicts(s: &mut String, runs: &[(String, &Report)]) {
 }
 
 fn summary(s: &mut String, runs: &[(String, &Report)]) {
-    type Row = (&'static str, fn(&Report) -> String);
-    let rows: [Row; 10] = [
-        ("command", |r| r.command.clone()),
-        ("duration (node time)", |r| {
-            format!("{:.1} s", r.duration_seconds)
-        }),
-        ("wall time", |r| format!("{:.1} s", r.wall_seconds)),
-        ("cameras", |r| r.cameras.len().to_string()),
-        ("CPU mean (% of a core)", |r| {
-            r.process
-                .as_ref()
-                .map_or("-".into(), |p| format!("{:.1}", p.cpu_percent_mean))
-        }),
-        ("CPU per stream", |r| {
-            r.process
-                .as_ref()
-                .map_or("-".into(), |p| format!("{:.1}", p.cpu_percent_per_stream))
-        }),
-        ("RSS first / last / max (MiB)", |r| {
-            r.process.as_ref().map_or("-".into(), |p| {
-                format!(
-                    "{:.0} / {:.0} / {:.0}",
-                    p.rss_mib_first, p.rss_mib_last, p.rss_mib_max
-                )
-            })
-        }),
-        ("RSS growth", |r| {
-            r.process
-                .as_ref()
-                .map_or("-".into(), |p| format!("{:.1} %", p.rss_growth_percent))
-        }),
-        ("frames in / out", |r| {
-            let (i, o) = r
-                .cameras
-                .iter()
-                .fold((0, 0), |(i, o), c| (i + c.frames_in, o + c.frames_out));
-            format!("{i} / {o}")
-        }),
-        ("seed, clock", |r| {
-            format!(
-                "{}, {}",
-                r.seed,
-                if r.virtual_clock { "virtual" } else { "system" }
-            )
-        }),
-    ];
     s.push_str("<h2>Run</h2><table><tr><th></th>");
     for (label, _) in runs {
         let _ = write!(s, "<th>{}</th>", escape(label));
     }
     s.push_str("</tr>");
-    for (name, f) in rows {
+    for (name, f) in crate::report::KEY_FIGURES {
         let _ = write!(s, "<tr><td>{name}</td>");
         for (_, r) in runs {
             let _ = write!(s, "<td>{}</td>", escape(&f(r)));

@@ -78,6 +78,19 @@ pub struct Verdict {
     pub pass: bool,
 }
 
+impl Verdict {
+    /// Passes when `measured` is at most `limit`.
+    pub fn at_most(name: &str, unit: &str, limit: f64, measured: f64) -> Verdict {
+        Verdict {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            limit,
+            measured,
+            pass: measured <= limit,
+        }
+    }
+}
+
 /// Budgets a run is judged against; unset ones are not judged.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Budgets {
@@ -101,13 +114,7 @@ impl Budgets {
         let mut out = Vec::new();
         let mut check = |name: &str, unit: &str, limit: Option<f64>, measured: f64| {
             if let Some(limit) = limit {
-                out.push(Verdict {
-                    name: name.to_owned(),
-                    unit: unit.to_owned(),
-                    limit,
-                    measured,
-                    pass: measured <= limit,
-                });
+                out.push(Verdict::at_most(name, unit, limit, measured));
             }
         };
         if let Some(p) = &report.process {
@@ -320,37 +327,48 @@ pub fn run(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The key figures of each run, one column per run.
-fn comparison(runs: &[(String, &Report)]) -> String {
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |name: &str, f: &dyn Fn(&Report) -> String| {
-        rows.push((name.to_owned(), runs.iter().map(|(_, r)| f(r)).collect()));
-    };
-    add("cameras", &|r| r.cameras.len().to_string());
-    add("node seconds", &|r| format!("{:.1}", r.duration_seconds));
-    add("CPU % per stream", &|r| {
+/// One figure of a run, as text.
+pub type Figure = (&'static str, fn(&Report) -> String);
+
+/// The figures that sum a run up: the page's "Run" table and `telescope report`'s comparison.
+pub const KEY_FIGURES: [Figure; 12] = [
+    ("command", |r| r.command.clone()),
+    ("duration (node time)", |r| {
+        format!("{:.1} s", r.duration_seconds)
+    }),
+    ("wall time", |r| format!("{:.1} s", r.wall_seconds)),
+    ("cameras", |r| r.cameras.len().to_string()),
+    ("CPU mean (% of a core)", |r| {
+        r.process
+            .as_ref()
+            .map_or("-".into(), |p| format!("{:.1}", p.cpu_percent_mean))
+    }),
+    ("CPU % per stream", |r| {
         r.process
             .as_ref()
             .map_or("-".into(), |p| format!("{:.1}", p.cpu_percent_per_stream))
-    });
-    add("RSS max MiB", &|r| {
+    }),
+    ("RSS first / last / max (MiB)", |r| {
+        r.process.as_ref().map_or("-".into(), |p| {
+            format!(
+                "{:.0} / {:.0} / {:.0}",
+                p.rss_mib_first, p.rss_mib_last, p.rss_mib_max
+            )
+        })
+    }),
+    ("RSS growth", |r| {
         r.process
             .as_ref()
-            .map_or("-".into(), |p| format!("{:.0}", p.rss_mib_max))
-    });
-    add("RSS growth %", &|r| {
-        r.process
-            .as_ref()
-            .map_or("-".into(), |p| format!("{:.1}", p.rss_growth_percent))
-    });
-    add("frames out", &|r| {
-        r.cameras
+            .map_or("-".into(), |p| format!("{:.1} %", p.rss_growth_percent))
+    }),
+    ("frames in / out", |r| {
+        let (i, o) = r
+            .cameras
             .iter()
-            .map(|c| c.frames_out)
-            .sum::<u64>()
-            .to_string()
-    });
-    add("put p99 us (worst)", &|r| {
+            .fold((0, 0), |(i, o), c| (i + c.frames_in, o + c.frames_out));
+        format!("{i} / {o}")
+    }),
+    ("put p99 us (worst)", |r| {
         format!(
             "{:.0}",
             r.cameras
@@ -358,8 +376,8 @@ fn comparison(runs: &[(String, &Report)]) -> String {
                 .map(|c| c.put_latency_us.p99)
                 .fold(0.0, f64::max)
         )
-    });
-    add("verdict", &|r| {
+    }),
+    ("verdict", |r| {
         if r.verdicts.is_empty() {
             "-".into()
         } else if r.passed() {
@@ -367,16 +385,27 @@ fn comparison(runs: &[(String, &Report)]) -> String {
         } else {
             "FAIL".into()
         }
-    });
-    let mut out = format!("{:<22}", "");
+    }),
+    ("seed, clock", |r| {
+        format!(
+            "{}, {}",
+            r.seed,
+            if r.virtual_clock { "virtual" } else { "system" }
+        )
+    }),
+];
+
+/// The key figures of each run, one column per run.
+fn comparison(runs: &[(String, &Report)]) -> String {
+    let mut out = format!("{:<30}", "");
     for (label, _) in runs {
         out.push_str(&format!(" {label:>24}"));
     }
     out.push('\n');
-    for (name, values) in rows {
-        out.push_str(&format!("{name:<22}"));
-        for v in values {
-            out.push_str(&format!(" {v:>24}"));
+    for (name, f) in KEY_FIGURES {
+        out.push_str(&format!("{name:<30}"));
+        for (_, r) in runs {
+            out.push_str(&format!(" {:>24}", f(r)));
         }
         out.push('\n');
     }

@@ -412,13 +412,7 @@ fn judge(
     mock: Option<&MockKvs>,
     camera_stall: Option<Duration>,
 ) -> Vec<Verdict> {
-    let verdict = |name: &str, unit: &str, limit: f64, measured: f64| Verdict {
-        name: name.to_owned(),
-        unit: unit.to_owned(),
-        limit,
-        measured,
-        pass: measured <= limit,
-    };
+    let verdict = Verdict::at_most;
     let mut out = Vec::new();
     if let Some(mock) = mock {
         // Every frame encoded reached the store, once its resent duplicates are set aside.
