@@ -88,6 +88,11 @@ impl Color {
         Color { r, g, b, a: 255 }
     }
 
+    /// A color with opacity `a` (255 opaque).
+    pub const fn rgba(r: u8, g: u8, b: u8, a: u8) -> Color {
+        Color { r, g, b, a }
+    }
+
     /// The same color with another alpha (0.0 transparent to 1.0 opaque).
     #[must_use]
     pub fn with_alpha(self, alpha: f64) -> Color {

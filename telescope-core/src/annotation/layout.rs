@@ -12,7 +12,7 @@ use super::scene::{Anchor, Annotation, MarkerStyle, Scene, DEFAULT_TIME_FORMAT};
 pub type Px = (i32, i32);
 
 /// One thing to draw, in pixels.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Shape {
     /// A segment.
     Line {
@@ -77,6 +77,56 @@ pub enum Shape {
         /// A filled box behind the text.
         background: Option<Color>,
     },
+}
+
+impl Shape {
+    /// Its color.
+    pub fn color(&self) -> Color {
+        match self {
+            Shape::Line { color, .. }
+            | Shape::Rect { color, .. }
+            | Shape::Poly { color, .. }
+            | Shape::Circle { color, .. }
+            | Shape::Text { color, .. } => *color,
+        }
+    }
+
+    /// The same shape moved by `(dx, dy)` pixels.
+    pub fn translated(&self, dx: i32, dy: i32) -> Shape {
+        let mv = |p: &mut Px| *p = (p.0.saturating_add(dx), p.1.saturating_add(dy));
+        let mut s = self.clone();
+        match &mut s {
+            Shape::Line { from, to, .. } => {
+                mv(from);
+                mv(to);
+            }
+            Shape::Rect {
+                top_left,
+                bottom_right,
+                ..
+            } => {
+                mv(top_left);
+                mv(bottom_right);
+            }
+            Shape::Poly { points, .. } => points.iter_mut().for_each(mv),
+            Shape::Circle { center, .. } => mv(center),
+            Shape::Text { at, .. } => mv(at),
+        }
+        s
+    }
+
+    /// The same shape in another color.
+    pub fn recolored(&self, to: Color) -> Shape {
+        let mut s = self.clone();
+        match &mut s {
+            Shape::Line { color, .. }
+            | Shape::Rect { color, .. }
+            | Shape::Poly { color, .. }
+            | Shape::Circle { color, .. }
+            | Shape::Text { color, .. } => *color = to,
+        }
+        s
+    }
 }
 
 /// Why an annotation produced nothing.

@@ -3,6 +3,7 @@
 //! media objects ([`media`]), the frames Telescope streams ([`overlay`]).
 
 pub mod color;
+pub mod coverage;
 pub mod driver;
 pub mod geometry;
 pub mod layout;

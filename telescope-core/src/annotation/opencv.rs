@@ -5,13 +5,17 @@
 //! drawn as `?`. I420 and NV12 frames are drawn on their luma plane (annotations appear in
 //! shades of gray).
 
+use std::cell::RefCell;
+
 use opencv::core::{
-    Mat, MatTrait, MatTraitConst, Point as CvPoint, Rect as CvRect, Scalar, Vector,
+    Mat, MatTrait, MatTraitConst, MatTraitConstManual, Point as CvPoint, Rect as CvRect, Scalar,
+    Vector,
 };
 use opencv::imgproc;
 use time::OffsetDateTime;
 
 use super::color::Color;
+use super::coverage::{Canvas, Coverage, Lru};
 use super::driver::{DrawError, DrawReport, Driver};
 use super::layout::{Px, Shape};
 use super::scene::{Anchor, Scene};
@@ -339,7 +343,6 @@ fn stroke_shape(
     img: &mut Mat,
     channels: Channels,
     shape: &Shape,
-    text: Option<&PlacedText>,
     offset: CvPoint,
 ) -> Result<(), DrawError> {
     let at = |px: Px| p(px) - offset;
@@ -418,79 +421,185 @@ fn stroke_shape(
             LINE,
             0,
         ),
-        Shape::Text { color, .. } => {
-            // The background is drawn by the caller, before the text.
-            let Some(t) = text else { return Ok(()) };
-            imgproc::put_text(
-                img,
-                &t.text,
-                t.origin - offset,
-                FONT,
-                t.scale,
-                channels.scalar(*color),
-                t.stroke,
-                LINE,
-                false,
-            )
-        }
+        // Captions are composed from cached letters by `caption`.
+        Shape::Text { .. } => Ok(()),
     }
     .map_err(cv)
 }
 
-/// Draws through `f` at opacity `alpha` (0-255) of `color`. Opaque shapes are drawn
-/// directly; translucent ones are drawn as a coverage mask over `region`, then blended pixel by
-/// pixel where the mask is set (anti-aliased edges blend by their coverage), so the cost is one
-/// small mask and one pass over the shape's box, not copies of the image.
-fn blend(
-    mat: &mut Mat,
-    channels: Channels,
-    color: Color,
-    region: CvRect,
-    f: impl FnOnce(&mut Mat, Channels, CvPoint) -> Result<(), DrawError>,
-) -> Result<(), DrawError> {
-    let alpha = color.a;
-    if alpha == 0 {
-        return Ok(());
-    }
-    if alpha == 255 {
-        // Opaque: draw straight on the image (it clips).
-        return f(mat, channels, CvPoint::new(0, 0));
-    }
-    let mut mask = Mat::new_rows_cols_with_default(
-        region.height,
-        region.width,
-        opencv::core::CV_8UC1,
-        Scalar::all(0.0),
+/// Masks kept per drawing thread (the pipeline's worker, the app's thread): glyphs are small,
+/// filled shapes up to the frame's size.
+const GLYPH_CACHE_BYTES: usize = 4 << 20;
+const MASK_CACHE_BYTES: usize = 32 << 20;
+
+/// One letter at one size: its coverage with the origin at the pen position on the baseline,
+/// and its advance at scale 1.
+#[derive(Debug)]
+struct Glyph {
+    coverage: Coverage,
+    advance: f64,
+}
+
+/// A shape's mask: the shape with its color left out, moved to the origin of the area it is
+/// rasterized over, and that area's size.
+type MaskKey = (Shape, (i32, i32));
+
+thread_local! {
+    static GLYPHS: RefCell<Lru<(u8, i32), Glyph>> = RefCell::new(Lru::new(GLYPH_CACHE_BYTES));
+    static MASKS: RefCell<Lru<MaskKey, Coverage>> = RefCell::new(Lru::new(MASK_CACHE_BYTES));
+}
+
+/// Forget the masks this thread has kept (benchmarks measure drawing from nothing with it).
+pub fn clear_caches() {
+    GLYPHS.with(|g| g.borrow_mut().clear());
+    MASKS.with(|m| m.borrow_mut().clear());
+}
+
+/// The pixels of `mat` as a [`Canvas`] (8-bit, 1 or 3 channels, checked by the callers).
+fn canvas(mat: &mut Mat) -> Result<Canvas<'_>, DrawError> {
+    let (w, h) = (mat.cols() as usize, mat.rows() as usize);
+    let n = mat.channels() as usize;
+    let stride = mat.step1(0).map_err(cv)? * mat.elem_size1();
+    let len = stride * (h.saturating_sub(1)) + w * n;
+    let data = mat.ptr_mut(0).map_err(cv)?;
+    // SAFETY: an 8-bit Mat of `h` rows `stride` bytes apart holds `w * n` bytes on each row
+    // from `data` on; the slice borrows `mat` mutably, so nothing else touches the pixels
+    // while it lives.
+    let data = unsafe { std::slice::from_raw_parts_mut(data, len) };
+    Canvas::new(data, w, h, stride, n).map_err(|e| DrawError::Image(e.to_string()))
+}
+
+/// The bytes of `color` on this image, in its channel order.
+fn bytes(channels: Channels, color: Color) -> [u8; 3] {
+    let s = channels.scalar(color);
+    [s[0] as u8, s[1] as u8, s[2] as u8]
+}
+
+/// Rasterizes one letter into a mask (OpenCV's anti-aliased Hershey strokes).
+fn rasterize_glyph(c: u8, scale: f64, stroke: i32, height: i32) -> Result<Glyph, DrawError> {
+    let s = char::from(c).to_string();
+    let mut base = 0;
+    let unit = imgproc::get_text_size(&s, FONT, 1.0, 0, &mut base).map_err(cv)?;
+    let mut base = 0;
+    let size = imgproc::get_text_size(&s, FONT, scale, stroke, &mut base).map_err(cv)?;
+    let margin = stroke + height / 4 + 2;
+    let (mw, mh) = (
+        size.width + 2 * margin,
+        size.height + base + stroke + 2 * margin,
+    );
+    let mut mask = Mat::new_rows_cols_with_default(mh, mw, opencv::core::CV_8UC1, Scalar::all(0.0))
+        .map_err(cv)?;
+    let origin = CvPoint::new(margin, margin + size.height);
+    imgproc::put_text(
+        &mut mask,
+        &s,
+        origin,
+        FONT,
+        scale,
+        Scalar::all(255.0),
+        stroke,
+        LINE,
+        false,
     )
     .map_err(cv)?;
-    f(&mut mask, Channels::Mask, CvPoint::new(region.x, region.y))?;
-    let target = channels.scalar(color);
-    let n = if channels == Channels::Gray { 1 } else { 3 };
-    let value: [i32; 3] = [target[0] as i32, target[1] as i32, target[2] as i32];
-    let width = region.width as usize;
-    for y in 0..region.height {
-        let m = mask.ptr(y).map_err(cv)?;
-        let row = mat.ptr_mut(region.y + y).map_err(cv)?;
-        // SAFETY: `mask` is region.width bytes wide; `region` lies inside `mat` (clipped by
-        // the caller), so row `region.y + y` has `n` bytes per pixel from `region.x` on.
-        let (m, px) = unsafe {
-            (
-                std::slice::from_raw_parts(m, width),
-                std::slice::from_raw_parts_mut(row.add(region.x as usize * n), width * n),
-            )
-        };
-        for (x, &cover) in m.iter().enumerate() {
-            if cover == 0 {
-                continue;
+    let data = mask.data_bytes().map_err(cv)?.to_vec();
+    Ok(Glyph {
+        coverage: Coverage::from_mask(-origin.x, -origin.y, mw as usize, mh as usize, data),
+        advance: f64::from(unit.width),
+    })
+}
+
+/// Draws a caption: its letters' masks (rasterized once per size and kept) placed along the
+/// baseline as OpenCV's `putText` places them, each blended where it lies. Where two letters'
+/// anti-aliased edges meet, the second blends over the first, as overlapping strokes do.
+fn draw_caption(
+    canvas: &mut Canvas<'_>,
+    t: &PlacedText,
+    height: i32,
+    color: [u8; 3],
+    alpha: u8,
+) -> Result<(), DrawError> {
+    let paint = canvas.paint(color, alpha, t.bounds.width.max(1) as usize);
+    GLYPHS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let mut pen = 0.0;
+        for c in t.text.bytes() {
+            let g = cache.get_or_try_insert(&(c, height), || {
+                let g = rasterize_glyph(c, t.scale, t.stroke, height)?;
+                let size = g.coverage.bytes() + std::mem::size_of::<Glyph>();
+                Ok::<_, DrawError>((g, size))
+            })?;
+            if !g.coverage.is_empty() {
+                let x = t.origin.x + (pen * t.scale).round() as i32;
+                canvas.blend_coverage_at(&g.coverage, (x, t.origin.y), &paint);
             }
-            let k = i32::from(alpha) * i32::from(cover) / 255;
-            for (c, v) in px[x * n..x * n + n].iter_mut().zip(value) {
-                let old = i32::from(*c);
-                *c = (old + (v - old) * k / 255) as u8;
-            }
+            pen += g.advance;
         }
+        Ok(())
+    })
+}
+
+/// Shapes whose box is at most this many pixels are drawn through a kept mask even when
+/// opaque: markers and other small shapes rasterize once however often they are drawn and
+/// wherever they move. Larger opaque shapes are drawn straight on the image.
+const SMALL_SHAPE_PX: i64 = 256 * 256;
+
+/// The coverage of `shape` over `area` of the image, with its origin at `area`'s top-left.
+/// Kept by the shape's form, not its place or color: the same marker anywhere on the image, or
+/// a zone drawn on every frame, is rasterized once.
+fn shape_coverage(shape: &Shape, area: CvRect) -> Result<std::rc::Rc<Coverage>, DrawError> {
+    let key = (
+        shape
+            .translated(-area.x, -area.y)
+            .recolored(Color::rgba(0, 0, 0, 0)),
+        (area.width, area.height),
+    );
+    MASKS.with(|cache| {
+        cache.borrow_mut().get_or_try_insert(&key, || {
+            let mut mask = Mat::new_rows_cols_with_default(
+                area.height,
+                area.width,
+                opencv::core::CV_8UC1,
+                Scalar::all(0.0),
+            )
+            .map_err(cv)?;
+            stroke_shape(&mut mask, Channels::Mask, &key.0, CvPoint::new(0, 0))?;
+            let data = mask.data_bytes().map_err(cv)?.to_vec();
+            let c = Coverage::from_mask(0, 0, area.width as usize, area.height as usize, data);
+            let size = c.bytes();
+            Ok((c, size))
+        })
+    })
+}
+
+/// An axis-aligned rectangle, filled or as a band `thickness` pixels wide centred on its edges
+/// (four strips that do not overlap, so a translucent outline blends once everywhere).
+fn draw_rect(
+    canvas: &mut Canvas<'_>,
+    corners: (Px, Px),
+    thickness: i32,
+    fill: bool,
+    color: [u8; 3],
+    alpha: u8,
+) {
+    let ((ax, ay), (bx, by)) = corners;
+    let (x0, y0, x1, y1) = (ax.min(bx), ay.min(by), ax.max(bx), ay.max(by));
+    if fill {
+        canvas.blend_rect(x0, y0, x1 + 1, y1 + 1, color, alpha);
+        return;
     }
-    Ok(())
+    let t = thickness.max(1);
+    let o = t / 2;
+    // The outer edge of the band, end exclusive.
+    let (ox0, oy0, ox1, oy1) = (x0 - o, y0 - o, x1 - o + t, y1 - o + t);
+    if ox1 - ox0 <= 2 * t || oy1 - oy0 <= 2 * t {
+        canvas.blend_rect(ox0, oy0, ox1, oy1, color, alpha);
+        return;
+    }
+    canvas.blend_rect(ox0, oy0, ox1, oy0 + t, color, alpha);
+    canvas.blend_rect(ox0, oy1 - t, ox1, oy1, color, alpha);
+    canvas.blend_rect(ox0, oy0 + t, ox0 + t, oy1 - t, color, alpha);
+    canvas.blend_rect(ox1 - t, oy0 + t, ox1, oy1 - t, color, alpha);
 }
 
 fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), DrawError> {
@@ -505,40 +614,65 @@ fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), Dr
     } = shape
     {
         let placed = place_text(text, *at, *anchor, *height, w, h)?;
-        let Some(region) = clip(placed.bounds, w, h) else {
-            return Ok(());
-        };
         if let Some(bg) = *background {
             let b = placed.bounds;
-            blend(mat, channels, bg, region, |img, ch, off| {
-                imgproc::rectangle(
-                    img,
-                    CvRect::new(b.x - off.x, b.y - off.y, b.width, b.height),
-                    ch.scalar(bg),
-                    imgproc::FILLED,
-                    imgproc::LINE_8,
-                    0,
-                )
-                .map_err(cv)
-            })?;
+            canvas(mat)?.blend_rect(
+                b.x,
+                b.y,
+                b.x + b.width,
+                b.y + b.height,
+                bytes(channels, bg),
+                bg.a,
+            );
         }
-        return blend(mat, channels, *color, region, |img, ch, off| {
-            stroke_shape(img, ch, shape, Some(&placed), off)
-        });
+        return draw_caption(
+            &mut canvas(mat)?,
+            &placed,
+            *height,
+            bytes(channels, *color),
+            color.a,
+        );
     }
-    let color = match shape {
-        Shape::Line { color, .. }
-        | Shape::Rect { color, .. }
-        | Shape::Poly { color, .. }
-        | Shape::Circle { color, .. }
-        | Shape::Text { color, .. } => *color,
-    };
-    let Some(region) = clip(bounds(shape), w, h) else {
+    let color = shape.color();
+    if color.a == 0 {
+        return Ok(());
+    }
+    if let Shape::Rect {
+        top_left,
+        bottom_right,
+        thickness,
+        fill,
+        ..
+    } = shape
+    {
+        draw_rect(
+            &mut canvas(mat)?,
+            (*top_left, *bottom_right),
+            *thickness,
+            *fill,
+            bytes(channels, color),
+            color.a,
+        );
+        return Ok(());
+    }
+    let whole = bounds(shape);
+    let Some(region) = clip(whole, w, h) else {
         return Ok(());
     };
-    blend(mat, channels, color, region, |img, ch, off| {
-        stroke_shape(img, ch, shape, None, off)
-    })
+    let area = if i64::from(whole.width) * i64::from(whole.height) <= SMALL_SHAPE_PX {
+        // Small: the whole shape, so that it is kept however it is clipped.
+        whole
+    } else if color.a == 255 {
+        // Large and opaque: straight on the image (OpenCV clips).
+        return stroke_shape(mat, channels, shape, CvPoint::new(0, 0));
+    } else {
+        region
+    };
+    let coverage = shape_coverage(shape, area)?;
+    let mut canvas = canvas(mat)?;
+    let paint = canvas.paint(bytes(channels, color), color.a, area.width as usize);
+    canvas.blend_coverage_at(&coverage, (area.x, area.y), &paint);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -641,5 +775,59 @@ mod tests {
             MatDriver::new(&mut f32m).draw(&Scene::default(), None),
             Err(DrawError::Image(_))
         ));
+    }
+
+    fn mixed(dx: f64) -> Scene {
+        Scene::from_json(&format!(
+            r##"{{"annotations":[
+              {{"type":"marker","at":[{a},0.3],"style":"star"}},
+              {{"type":"marker","at":[{a},0.7],"style":"circle","color":"#ff000080"}},
+              {{"type":"polyline","points":[[0.1,0.1],[0.9,0.2],[0.5,0.9]],"closed":true,"fill":true,"color":"#00ff0060"}},
+              {{"type":"bounding_box","rect":[{a},0.4,0.6,0.8],"label":"person","confidence":0.5}},
+              {{"type":"label","text":"label","at":[0.05,0.05],"background":"#00000080"}}]}}"##,
+            a = 0.2 + dx
+        ))
+        .unwrap()
+    }
+
+    fn drawn(scene: &Scene) -> Vec<u8> {
+        let mut m = canvas(160, 120);
+        MatDriver::new(&mut m).draw(scene, None).unwrap();
+        m.data_bytes().unwrap().to_vec()
+    }
+
+    #[test]
+    fn kept_masks_draw_what_rasterizing_afresh_draws_wherever_the_shapes_move() {
+        clear_caches();
+        let first = drawn(&mixed(0.0));
+        assert!(first.iter().any(|&b| b != 0));
+        // The same scene again, from the kept masks.
+        assert_eq!(drawn(&mixed(0.0)), first);
+        // Markers and captions moved: kept masks drawn elsewhere, as a fresh raster would be.
+        let moved = drawn(&mixed(0.13));
+        clear_caches();
+        assert_eq!(drawn(&mixed(0.13)), moved);
+        assert_ne!(moved, first);
+    }
+
+    #[test]
+    fn rect_outlines_are_as_thick_as_asked_and_translucent_ones_blend_once() {
+        let mut m = Mat::new_rows_cols_with_default(40, 40, CV_8UC3, Scalar::all(0.0)).unwrap();
+        let scene = Scene::from_json(
+            r##"{"annotations":[{"type":"rect","rect":[0.25,0.25,0.75,0.75],"color":"#ffffff80","thickness":3}]}"##,
+        )
+        .unwrap();
+        MatDriver::new(&mut m).draw(&scene, None).unwrap();
+        // Corners at pixels 10 and 30; a band of 3 centred on them: 9..=11 and 29..=31.
+        let row: Vec<u8> = (0..40).map(|x| px3(&m, x, 20)[0]).collect();
+        let lit: Vec<i32> = (0..40).filter(|&x| row[x as usize] > 0).collect();
+        assert_eq!(lit, vec![9, 10, 11, 29, 30, 31]);
+        // Every pixel of the band, corners included, has the same half-way value.
+        let band: Vec<u8> = (9..=31).map(|x| px3(&m, x, 9)[0]).collect();
+        assert!(
+            band.iter()
+                .all(|&v| v == band[0] && (127..=129).contains(&v)),
+            "{band:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use super::color::Color;
 use super::geometry::{Point, Rect};
 
 /// Where a label sits relative to its point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Anchor {
     /// The point is the label's top-left corner.
