@@ -330,3 +330,34 @@ fn a_busy_port_is_a_clear_error_and_mounts_come_and_go() {
     let probe = ffprobe(&server.url("/a"));
     assert!(!probe.status.success(), "a removed mount is not served");
 }
+
+/// RTP timestamps step by exactly one frame period (6000 ticks of 90 kHz at 15 fps), whatever
+/// the delay of each frame through the encoder: players pace by them.
+#[test]
+fn rtp_timestamps_step_by_the_frame_period() {
+    let server = server(None);
+    let mount = server.mount("/even").unwrap();
+    let t = telescope(SinkConfig::rtsp(mount.clone()));
+    t.start().unwrap();
+    let _camera = Camera::start(t.clone());
+    let probe = Command::new("timeout")
+        .args(["60", "ffprobe", "-v", "error", "-rtsp_transport", "tcp"])
+        .args(["-select_streams", "v:0", "-read_intervals", "%+#30"])
+        .args(["-show_entries", "packet=pts", "-of", "csv=p=0", mount.url()])
+        .output()
+        .unwrap();
+    ok(&probe, "ffprobe");
+    let pts: Vec<i64> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect();
+    assert!(pts.len() >= 20, "packets: {pts:?}");
+    // ffmpeg's RTSP demuxer reports its first packets with a repeated time (seen with the
+    // old arrival stamping too, and not by GStreamer's rtspsrc); from the third on it reports
+    // the RTP timestamps as sent.
+    let steps: Vec<i64> = pts[2..].windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        steps.iter().all(|&s| s == 6000),
+        "steps: {steps:?} pts {pts:?}"
+    );
+}

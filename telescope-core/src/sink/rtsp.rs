@@ -157,11 +157,68 @@ struct Feed {
 
 #[derive(Debug, Default)]
 struct FeedState {
-    /// Media sources attached, each waiting for a key frame until it has had one.
-    sources: Vec<(AppSrc, bool)>,
+    /// Media sources attached.
+    sources: Vec<MediaSource>,
     /// The Telescope's appsink, to ask its encoder for a key frame.
     upstream: Option<glib::WeakRef<AppSink>>,
     removed: bool,
+}
+
+#[derive(Debug)]
+/// One media's appsrc: it waits for a key frame until it has had one, and maps the encoder's
+/// timestamps onto its own running time.
+struct MediaSource {
+    src: AppSrc,
+    waiting: bool,
+    /// An encoder timestamp and the media running time it was given.
+    anchor: Option<(gst::ClockTime, gst::ClockTime)>,
+    last_out: Option<gst::ClockTime>,
+}
+
+/// How far the mapped timeline may drift from the media's clock before it is anchored again.
+const MAX_DRIFT: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+
+impl MediaSource {
+    fn new(src: AppSrc) -> Self {
+        MediaSource {
+            src,
+            waiting: true,
+            anchor: None,
+            last_out: None,
+        }
+    }
+
+    /// The media running time for an encoder timestamp: the encoder's frame spacing is kept
+    /// exactly (RTP timestamps as even as the frame rate, whatever the encoder's own delay), the
+    /// timeline is anchored at the media's clock on the first buffer, again when the encoder's
+    /// timeline starts over (a Telescope restart) or drifts from the clock by more than
+    /// [`MAX_DRIFT`]. `None` when the media has no clock yet (its appsrc then stamps on arrival).
+    fn map(&mut self, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
+        let now = self.src.current_running_time()?;
+        let pts = pts?;
+        let mapped = match self.anchor {
+            Some((from, to)) if pts >= from => Some(to + (pts - from)),
+            _ => None,
+        };
+        let out = match mapped {
+            Some(out) if out.absdiff(now) <= MAX_DRIFT => out,
+            _ => {
+                // Never behind the previous buffer.
+                let start = match self.last_out {
+                    Some(last) => now.max(last + gst::ClockTime::from_mseconds(1)),
+                    None => now,
+                };
+                self.anchor = Some((pts, start));
+                start
+            }
+        };
+        if self.last_out.is_some_and(|last| out <= last) {
+            self.anchor = None;
+            return None;
+        }
+        self.last_out = Some(out);
+        Some(out)
+    }
 }
 
 impl Feed {
@@ -175,21 +232,21 @@ impl Feed {
             return;
         }
         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        let mut out = buffer.copy();
-        {
-            let Some(b) = out.get_mut() else { return };
-            // The media stamps buffers on arrival (do-timestamp): its timeline runs on across
-            // Telescope restarts, whose own timestamps start again at zero.
-            b.set_pts(gst::ClockTime::NONE);
-            b.set_dts(gst::ClockTime::NONE);
-        }
-        s.sources.retain_mut(|(src, waiting)| {
-            if *waiting && !key {
+        let pts = buffer.pts();
+        s.sources.retain_mut(|m| {
+            if m.waiting && !key {
                 return true;
             }
-            *waiting = false;
+            m.waiting = false;
+            let mut out = buffer.copy();
+            if let Some(b) = out.get_mut() {
+                // Without a mapped time the appsrc stamps the buffer on arrival (do-timestamp).
+                let at = m.map(pts);
+                b.set_pts(at);
+                b.set_dts(at);
+            }
             // A full queue drops (leaky), so only a shut-down media refuses: forget it then.
-            src.push_buffer(out.clone()).is_ok()
+            m.src.push_buffer(out).is_ok()
         });
         self.delivered.fetch_add(1, Ordering::Relaxed);
     }
@@ -530,7 +587,7 @@ impl RtspServer {
             src.set_property("max-buffers", 60u64);
             src.set_property_from_str("leaky-type", "downstream");
             src.set_property("block", false);
-            feed.lock().sources.push((src, true));
+            feed.lock().sources.push(MediaSource::new(src));
             feed.medias_total.fetch_add(1, Ordering::Relaxed);
             feed.request_key_frame();
         });
@@ -561,7 +618,7 @@ impl RtspServer {
         }
         let mut s = feed.lock();
         s.removed = true;
-        for (src, _) in s.sources.drain(..) {
+        for MediaSource { src, .. } in s.sources.drain(..) {
             let _ = src.end_of_stream();
         }
         tracing::info!(path = %path, "RTSP mount removed");
