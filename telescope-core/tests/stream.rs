@@ -470,3 +470,43 @@ fn every_encoder_profile_encodes() {
         );
     }
 }
+
+/// Frames put without a capture time are stamped by the configured clock: on a virtual clock
+/// that the test moves by one frame period per frame (and once by a second, a camera pause),
+/// the warmup measures exactly 15 fps although every frame was put at once in real time, and
+/// the file's timeline follows the virtual clock (the pause filled by repeated frames).
+#[test]
+fn frames_without_a_capture_time_are_stamped_by_the_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let clock = telescope::clock::VirtualClock::new();
+    let rate = Rate::whole(15).unwrap();
+    let t = Telescope::new(
+        TelescopeConfig::builder()
+            .clock(std::sync::Arc::new(clock.clone()))
+            .sink(SinkConfig::file(&out).unwrap())
+            .build(),
+    )
+    .unwrap();
+    t.start().unwrap();
+    for n in 0..45 {
+        let mut frame = bgr_frame(320, 240, n, Duration::ZERO);
+        frame.set_captured_at(None);
+        assert!(t.put_blocking(frame).is_queued());
+        clock.advance(rate.frame_time(1));
+        if n == 29 {
+            clock.advance(Duration::from_secs(1));
+        }
+    }
+    let report = t.stop().unwrap();
+    let est = report.stats.estimate.unwrap();
+    assert_eq!((est.rate, est.configured), (rate, false));
+    let repeated = report.stats.frames_duplicated;
+    assert!((14..=16).contains(&repeated), "{:?}", report.stats);
+    let p = probe(&out);
+    assert_eq!(p.frames, 45 + repeated);
+    assert!(
+        (p.duration - (45 + repeated) as f64 / 15.0).abs() < 0.1,
+        "{p:?}"
+    );
+}
