@@ -235,10 +235,18 @@ pub enum SceneError {
 impl Scene {
     /// Parse and validate JSON.
     pub fn from_json(text: &str) -> Result<Scene, SceneError> {
-        let scene: Scene = serde_json::from_str(text).map_err(|e| SceneError::Json {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
+        let scene: Scene = serde_json::from_str(text).map_err(|e| {
+            // serde_json ends its message with the position, which is given separately.
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            SceneError::Json {
+                line: e.line(),
+                column: e.column(),
+                message: message
+                    .strip_suffix(&suffix)
+                    .unwrap_or(&message)
+                    .to_owned(),
+            }
         })?;
         scene.validate()?;
         Ok(scene)
@@ -369,6 +377,7 @@ mod tests {
         .unwrap_err();
         // serde reports where it noticed: the end of the bad object, not line 1.
         assert!(matches!(err, SceneError::Json { line: 2..=3, .. }), "{err}");
+        assert_eq!(err.to_string().matches("line").count(), 1, "{err}");
         assert!(matches!(
             Scene::from_json(r#"{"annotations":[{"type":"nope"}]}"#),
             Err(SceneError::Json { .. })
