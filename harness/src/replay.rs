@@ -49,7 +49,8 @@ pub struct ReplayArgs {
     /// camera's name. Repeat for several sinks.
     #[arg(long = "sink", required = true)]
     pub sinks: Vec<String>,
-    /// Also stream the tiled HDMI picture of every camera here.
+    /// Also stream the tiled HDMI picture of every camera here (the streams as the app drew
+    /// them; a --scene overlay is drawn later, by each camera's Telescope, and is not on it).
     #[arg(long)]
     pub hdmi: Option<String>,
     /// Size of the HDMI picture.
