@@ -7,8 +7,8 @@
 //! that do not change between frames (a zone's filled polygon, a letter of a caption) are kept
 //! in a bounded [`Lru`] by the driver, so a scene redrawn on every frame rasterizes each once.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 
 /// One run of covered pixels on a mask row: `start..end`, fully covered or not.
@@ -340,7 +340,12 @@ pub struct Lru<K, V> {
     clock: u64,
     bytes: usize,
     budget: usize,
+    /// With second-sighting admission: hashes of keys made once and not kept yet.
+    seen: Option<HashSet<u64>>,
 }
+
+/// Keys remembered for second-sighting admission before the memory of them starts over.
+const SEEN_KEYS: usize = 4096;
 
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     /// A cache holding at most `budget` bytes (as its callers count them).
@@ -350,6 +355,17 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
             clock: 0,
             bytes: 0,
             budget,
+            seen: None,
+        }
+    }
+
+    /// A cache that keeps a value only when its key comes a second time: what is drawn once
+    /// (a translucent box that changes size on every frame) costs no memory, what repeats (a
+    /// zone, a marker) is kept from its second drawing on.
+    pub fn second_sighting(budget: usize) -> Self {
+        Lru {
+            seen: Some(HashSet::new()),
+            ..Lru::new(budget)
         }
     }
 
@@ -366,6 +382,16 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         }
         let (value, size) = make()?;
         let value = Rc::new(value);
+        if let Some(seen) = &mut self.seen {
+            let mut h = DefaultHasher::new();
+            key.hash(&mut h);
+            if seen.len() >= SEEN_KEYS {
+                seen.clear();
+            }
+            if seen.insert(h.finish()) {
+                return Ok(value);
+            }
+        }
         // A value larger than the whole budget is returned but not kept.
         if size <= self.budget {
             while self.bytes + size > self.budget && !self.map.is_empty() {
@@ -410,6 +436,9 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     pub fn clear(&mut self) {
         self.map.clear();
         self.bytes = 0;
+        if let Some(seen) = &mut self.seen {
+            seen.clear();
+        }
     }
 }
 
@@ -543,5 +572,20 @@ mod tests {
         get(&mut lru, 4, 500); // too large to keep: returned, nothing evicted for it
         assert_eq!(made, 5);
         assert_eq!((lru.len(), lru.bytes()), (2, 80));
+    }
+
+    #[test]
+    fn second_sighting_keeps_only_what_comes_again() {
+        let mut lru: Lru<u32, u32> = Lru::second_sighting(1000);
+        let mut made = 0;
+        for k in [1, 2, 3, 1, 1, 1, 4] {
+            lru.get_or_try_insert(&k, || {
+                made += 1;
+                Ok::<_, ()>((k, 10))
+            })
+            .unwrap();
+        }
+        // 1 made on its first two sightings and kept from the second; 2, 3 and 4 never kept.
+        assert_eq!((made, lru.len(), lru.bytes()), (5, 1, 10));
     }
 }

@@ -446,13 +446,22 @@ type MaskKey = (Shape, (i32, i32));
 
 thread_local! {
     static GLYPHS: RefCell<Lru<(u8, i32), Glyph>> = RefCell::new(Lru::new(GLYPH_CACHE_BYTES));
-    static MASKS: RefCell<Lru<MaskKey, Coverage>> = RefCell::new(Lru::new(MASK_CACHE_BYTES));
+    static MASKS: RefCell<Lru<MaskKey, Coverage>> =
+        RefCell::new(Lru::second_sighting(MASK_CACHE_BYTES));
 }
 
 /// Forget the masks this thread has kept (benchmarks measure drawing from nothing with it).
 pub fn clear_caches() {
     GLYPHS.with(|g| g.borrow_mut().clear());
     MASKS.with(|m| m.borrow_mut().clear());
+}
+
+/// Bytes this thread's caches hold: letters, then shape masks.
+pub fn cache_bytes() -> (usize, usize) {
+    (
+        GLYPHS.with(|g| g.borrow().bytes()),
+        MASKS.with(|m| m.borrow().bytes()),
+    )
 }
 
 /// The pixels of `mat` as a [`Canvas`] (8-bit, 1 or 3 channels, checked by the callers).
@@ -829,5 +838,29 @@ mod tests {
                 .all(|&v| v == band[0] && (127..=129).contains(&v)),
             "{band:?}"
         );
+    }
+
+    #[test]
+    fn shapes_drawn_once_are_not_kept_and_repeated_ones_are() {
+        clear_caches();
+        let zone = |grow: f64| {
+            Scene::from_json(&format!(
+                r##"{{"annotations":[{{"type":"polyline","points":[[0.1,0.1],[{x},0.2],[0.5,{y}]],"closed":true,"fill":true,"color":"#00ff0060"}}]}}"##,
+                x = 0.5 + grow,
+                y = 0.5 + grow
+            ))
+            .unwrap()
+        };
+        // A translucent shape that changes on every frame: nothing kept.
+        for i in 0..40 {
+            drawn(&zone(f64::from(i) * 0.01));
+        }
+        assert_eq!(cache_bytes().1, 0);
+        // The same shape on two frames: kept from the second.
+        drawn(&zone(0.0));
+        let kept = cache_bytes().1;
+        assert!(kept > 0);
+        drawn(&zone(0.0));
+        assert_eq!(cache_bytes().1, kept);
     }
 }

@@ -242,10 +242,7 @@ impl Scene {
             SceneError::Json {
                 line: e.line(),
                 column: e.column(),
-                message: message
-                    .strip_suffix(&suffix)
-                    .unwrap_or(&message)
-                    .to_owned(),
+                message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
             }
         })?;
         scene.validate()?;
