@@ -95,6 +95,11 @@ pub struct ReplayArgs {
     /// Draw this scene (JSON) on every streamed frame.
     #[arg(long)]
     pub scene: Option<PathBuf>,
+    /// Run a sample app in the node: it marks what moves in each camera (OpenCV background
+    /// subtraction) with add_rect and counts it with add_label, as a Panorama app draws its
+    /// detections; streams, files and the HDMI picture show it.
+    #[arg(long)]
+    pub annotate: bool,
     /// Camera model: delivery jitter in milliseconds (see --jitter-dist). Frames are then
     /// stamped with their arrival time, as an app that timestamps on receipt does.
     #[arg(long, value_name = "J")]
@@ -538,10 +543,34 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
         }
         Ok(())
     };
-    let mut app = |_: &mut [MediaStream]| {};
+    let mut motion = args
+        .annotate
+        .then(|| simulator::MotionApp::new(simulator::MotionConfig::default()));
+    let mut app = |streams: &mut [MediaStream]| {
+        if let Some(m) = motion.as_mut() {
+            simulator::App::process(m, streams);
+        }
+    };
     let node_report = node
         .run(&mut app, &mut output, &interrupted)
         .context("replay failed")?;
+    let app_report = motion.map(|m| {
+        let s = m.stats();
+        crate::report::AppReport {
+            name: "motion".into(),
+            frames: s.frames,
+            boxes: s.boxes,
+            errors: s.errors,
+            last_error: s.last_error.clone(),
+        }
+    });
+    if let Some(a) = app_report.as_ref().filter(|a| a.errors > 0) {
+        tracing::warn!(
+            errors = a.errors,
+            last = a.last_error.as_deref().unwrap_or(""),
+            "the sample app could not analyse some frames; they were streamed undrawn"
+        );
+    }
     let elapsed = wall.elapsed();
     let timeline = sampler.finish();
     progress.finish_and_clear();
@@ -559,6 +588,7 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
         process: None,
         timeline: Vec::new(),
         verdicts: Vec::new(),
+        app: app_report,
     };
     let mut failures = Vec::new();
     for (lane, cam) in lanes.iter().zip(&node_report.cameras) {

@@ -244,6 +244,24 @@ pub struct Report {
     /// The `--budget-*` limits and whether the run kept them.
     #[serde(default)]
     pub verdicts: Vec<Verdict>,
+    /// The sample app's work (`--annotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppReport>,
+}
+
+/// What the `--annotate` sample app did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppReport {
+    /// The app: `motion`.
+    pub name: String,
+    /// Frames it analysed (all cameras).
+    pub frames: u64,
+    /// Rectangles it drew.
+    pub boxes: u64,
+    /// Frames it could not analyse (passed on undrawn).
+    pub errors: u64,
+    /// The last such failure.
+    pub last_error: Option<String>,
 }
 
 impl Report {

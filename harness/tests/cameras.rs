@@ -250,6 +250,47 @@ fn a_scene_is_drawn_on_every_streamed_frame() {
     assert_eq!(n, frames);
 }
 
+/// `--annotate` runs the sample app in the node: the moving ball of a test pattern gets a green
+/// box on (almost) every frame of the file, and the report says what the app did.
+#[test]
+fn the_sample_app_boxes_what_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let report_dir = dir.path().join("r");
+    let report = replay(&[
+        "pattern:ball@160x120@10",
+        "--annotate",
+        "--sink",
+        &format!("file:{}", out.display()),
+        "--virtual-clock",
+        "--duration",
+        "3",
+        "--report",
+        report_dir.to_str().unwrap(),
+    ]);
+    let camera = &report["cameras"][0];
+    let app = &report["app"];
+    assert_eq!(app["name"], "motion", "{report}");
+    assert_eq!(app["frames"], camera["frames_put"], "{report}");
+    assert_eq!(app["errors"], 0, "{report}");
+    let frames = camera["frames_out"].as_u64().unwrap();
+    // The first frame only starts the background.
+    assert!(app["boxes"].as_u64().unwrap() >= frames - 1, "{report}");
+    let mut decoded = simulator::Footage::open(&out).unwrap();
+    let mut boxed = 0;
+    while let Some(f) = decoded.next_frame().unwrap() {
+        let green = f
+            .data()
+            .chunks_exact(3)
+            .filter(|p| p[1] > 150 && p[0] < 100 && p[2] < 100)
+            .count();
+        if green >= 40 {
+            boxed += 1;
+        }
+    }
+    assert!(boxed >= frames - 1, "{boxed} of {frames} frames boxed");
+}
+
 #[test]
 fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
     let dir = tempfile::tempdir().unwrap();

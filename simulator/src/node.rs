@@ -122,6 +122,21 @@ pub struct MediaStream {
 }
 
 impl MediaStream {
+    /// A fresh stream of `stream_id` with this image, captured and arrived at `time_stamp`
+    /// (what the node hands an app; also for testing apps on their own).
+    pub fn new(stream_id: impl Into<String>, image: Frame, time_stamp: Duration) -> Self {
+        MediaStream {
+            image,
+            stream_id: stream_id.into(),
+            time_stamp,
+            is_cached: false,
+            is_unavailable: false,
+            arrived: time_stamp,
+            frame_index: 0,
+            annotations: Scene::default(),
+        }
+    }
+
     /// What the app added with `add_label`/`add_rect`.
     pub fn annotations(&self) -> &Scene {
         &self.annotations
@@ -692,16 +707,11 @@ mod tests {
 
     #[test]
     fn streams_render_their_labels_and_compose_into_tiles() {
-        let mut s = MediaStream {
-            image: Frame::from_vec(vec![0; 40 * 30 * 3], PixelFormat::Bgr8, 40, 30).unwrap(),
-            stream_id: "a".into(),
-            time_stamp: Duration::ZERO,
-            is_cached: false,
-            is_unavailable: false,
-            arrived: Duration::ZERO,
-            frame_index: 0,
-            annotations: Scene::default(),
-        };
+        let mut s = MediaStream::new(
+            "a",
+            Frame::from_vec(vec![0; 40 * 30 * 3], PixelFormat::Bgr8, 40, 30).unwrap(),
+            Duration::ZERO,
+        );
         s.add_rect(0.5, 0.5, 0.0, 0.0);
         s.add_rect(f64::NAN, 0.0, 1.0, 1.0);
         s.add_label("person", 0.1, 0.1);
