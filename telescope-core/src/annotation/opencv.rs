@@ -863,4 +863,28 @@ mod tests {
         drawn(&zone(0.0));
         assert_eq!(cache_bytes().1, kept);
     }
+
+    #[test]
+    fn a_region_of_interest_is_drawn_inside_its_bounds_only() {
+        // The 20x10 region at (10, 5) of a 40x30 BGR image: rows 120 bytes apart.
+        let stride = 40 * 3;
+        let mut data = vec![0u8; stride * 30];
+        {
+            let region = &mut data[5 * stride + 10 * 3..];
+            let scene = Scene::from_json(
+                r##"{"annotations":[{"type":"polyline","points":[[0,0],[1,0],[1,1],[0,1]],"closed":true,"fill":true,"color":"#ffffff80"},
+                    {"type":"rect","rect":[0,0,1,1],"color":"#ffffff","thickness":1}]}"##,
+            )
+            .unwrap();
+            PixelDriver::new(region, PixelFormat::Bgr8, 20, 10, stride)
+                .draw(&scene, None)
+                .unwrap();
+        }
+        for y in 0..30 {
+            for x in 0..40 {
+                let inside = (10..30).contains(&x) && (5..15).contains(&y);
+                assert_eq!(data[y * stride + x * 3] > 0, inside, "pixel ({x},{y})");
+            }
+        }
+    }
 }
