@@ -361,3 +361,41 @@ fn rtp_timestamps_step_by_the_frame_period() {
         "steps: {steps:?} pts {pts:?}"
     );
 }
+
+/// A viewer starting to play one mount asks that mount's encoder for a key frame, not the
+/// others' (whose files and KVS fragments would get needless key frames).
+#[test]
+fn a_viewer_asks_only_its_own_mount_for_a_key_frame() {
+    let server = server(None);
+    let (a, b) = (server.mount("/a").unwrap(), server.mount("/b").unwrap());
+    let (ta, tb) = (
+        telescope(SinkConfig::rtsp(a.clone())),
+        telescope(SinkConfig::rtsp(b.clone())),
+    );
+    ta.start().unwrap();
+    tb.start().unwrap();
+    let _cameras = (Camera::start(ta.clone()), Camera::start(tb.clone()));
+    // Once streaming, each pipeline has asked for its first key frame.
+    for t in [&ta, &tb] {
+        assert!(telescope::wait_for(t, Duration::from_secs(30), |s| s
+            .frames_pushed
+            > 3));
+    }
+    let requests = |path: &str| {
+        server
+            .stats()
+            .mounts
+            .iter()
+            .find(|m| m.path == path)
+            .map(|m| m.key_frame_requests)
+            .unwrap()
+    };
+    let (a_before, b_before) = (requests("/a"), requests("/b"));
+    let probe = ffprobe(a.url());
+    ok(&probe, "ffprobe");
+    assert!(
+        requests("/a") > a_before,
+        "the played mount got no key frame request"
+    );
+    assert_eq!(requests("/b"), b_before, "the other mount was asked too");
+}

@@ -95,6 +95,8 @@ pub struct MountStats {
     pub medias: usize,
     /// Media instances ever created for this mount.
     pub medias_total: u64,
+    /// Key frames asked of this mount's encoder (a viewer starting to play, a media starting).
+    pub key_frame_requests: u64,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +155,7 @@ struct Feed {
     state: Mutex<FeedState>,
     delivered: AtomicU64,
     medias_total: AtomicU64,
+    key_frame_requests: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -252,6 +255,7 @@ impl Feed {
     }
 
     fn request_key_frame(&self) {
+        self.key_frame_requests.fetch_add(1, Ordering::Relaxed);
         let upstream = self.lock().upstream.as_ref().and_then(|w| w.upgrade());
         if let Some(sink) = upstream {
             let event = gst_video::UpstreamForceKeyUnitEvent::builder()
@@ -389,6 +393,29 @@ impl PartialEq for RtspServer {
     }
 }
 
+/// The path of an RTSP request URI (`rtsp://host:port/cam/stream=0?x` -> `/cam/stream=0`).
+fn url_path(uri: &str) -> String {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    path.split(['?', '#']).next().unwrap_or("/").to_owned()
+}
+
+/// The mount a request path falls under: the longest mount path equal to it or followed by
+/// `/` in it (a stream's control URL, `/cam/stream=0`), as the server's own matching does.
+fn mount_of(feeds: &HashMap<String, Arc<Feed>>, path: &str) -> Option<Arc<Feed>> {
+    let path = path.trim_end_matches('/');
+    feeds
+        .iter()
+        .filter(|(m, _)| {
+            path == m.as_str()
+                || path
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        })
+        .max_by_key(|(m, _)| m.len())
+        .map(|(_, f)| f.clone())
+}
+
 /// Normalise a mount path: one leading `/`, no trailing `/`.
 pub fn normalize_mount_path(path: &str) -> Result<String, TelescopeError> {
     let trimmed = path.trim().trim_matches('/');
@@ -451,17 +478,20 @@ impl RtspServer {
                     gone.fetch_sub(1, Ordering::Relaxed);
                 });
                 let feeds = feeds.clone();
-                client.connect_play_request(move |_, _| {
-                    // The request's mount is not exposed to this signal; a key frame on each
-                    // mount costs one larger frame and gets the new viewer a picture at once.
+                client.connect_play_request(move |_, ctx| {
+                    // A key frame on the mount being played gets the new viewer a picture at
+                    // once; the other mounts' streams (and their KVS fragments) are left alone.
                     let Some(feeds) = feeds.upgrade() else { return };
-                    let all: Vec<Arc<Feed>> = feeds
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .values()
-                        .cloned()
-                        .collect();
-                    for feed in all {
+                    let path = ctx.uri().map(|u| url_path(u.request_uri().as_str()));
+                    let played: Vec<Arc<Feed>> = {
+                        let feeds = feeds.lock().unwrap_or_else(|p| p.into_inner());
+                        match path.as_deref().and_then(|p| mount_of(&feeds, p)) {
+                            Some(feed) => vec![feed],
+                            // Not a mount we know: every mount, so that no viewer waits.
+                            None => feeds.values().cloned().collect(),
+                        }
+                    };
+                    for feed in played {
                         feed.request_key_frame();
                     }
                 });
@@ -635,6 +665,7 @@ impl RtspServer {
                 delivered: f.delivered.load(Ordering::Relaxed),
                 medias: f.lock().sources.len(),
                 medias_total: f.medias_total.load(Ordering::Relaxed),
+                key_frame_requests: f.key_frame_requests.load(Ordering::Relaxed),
             })
             .collect();
         mounts.sort();
@@ -653,5 +684,40 @@ impl RtspServer {
                 .map_or(0, |a| a.failures.load(Ordering::Relaxed)),
             mounts,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_uris_find_their_mount_by_whole_path_segments() {
+        assert_eq!(
+            url_path("rtsp://127.0.0.1:8554/cam/stream=0"),
+            "/cam/stream=0"
+        );
+        assert_eq!(url_path("rtsp://[::1]:8554/cam?token=x"), "/cam");
+        assert_eq!(url_path("rtsp://host:8554"), "/");
+        let feeds: HashMap<String, Arc<Feed>> = ["/cam", "/cam2", "/cam/inner"]
+            .into_iter()
+            .map(|p| (p.to_owned(), Arc::new(Feed::default())))
+            .collect();
+        let found = |path: &str| {
+            mount_of(&feeds, path).map(|f| {
+                feeds
+                    .iter()
+                    .find(|(_, g)| Arc::ptr_eq(g, &f))
+                    .map(|(p, _)| p.clone())
+                    .unwrap()
+            })
+        };
+        assert_eq!(found("/cam").as_deref(), Some("/cam"));
+        assert_eq!(found("/cam/").as_deref(), Some("/cam"));
+        assert_eq!(found("/cam/stream=0").as_deref(), Some("/cam"));
+        assert_eq!(found("/cam2/stream=0").as_deref(), Some("/cam2"));
+        assert_eq!(found("/cam/inner/stream=0").as_deref(), Some("/cam/inner"));
+        assert_eq!(found("/camera"), None);
+        assert_eq!(found("/"), None);
     }
 }
