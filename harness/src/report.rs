@@ -349,7 +349,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
 pub type Figure = (&'static str, fn(&Report) -> String);
 
 /// The figures that sum a run up: the page's "Run" table and `telescope report`'s comparison.
-pub const KEY_FIGURES: [Figure; 12] = [
+pub const KEY_FIGURES: [Figure; 13] = [
     ("command", |r| r.command.clone()),
     ("duration (node time)", |r| {
         format!("{:.1} s", r.duration_seconds)
@@ -385,6 +385,11 @@ pub const KEY_FIGURES: [Figure; 12] = [
             .iter()
             .fold((0, 0), |(i, o), c| (i + c.frames_in, o + c.frames_out));
         format!("{i} / {o}")
+    }),
+    ("app: frames / boxes / errors", |r| {
+        r.app.as_ref().map_or("-".into(), |a| {
+            format!("{} / {} / {}", a.frames, a.boxes, a.errors)
+        })
     }),
     ("put p99 us (worst)", |r| {
         format!(
