@@ -631,6 +631,12 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
     }
     if chatty {
         print_summary(&report, &lanes, elapsed);
+        if let Some(a) = &report.app {
+            println!(
+                "app {}: {} frames analysed, {} boxes drawn, {} frames it could not analyse",
+                a.name, a.frames, a.boxes, a.errors
+            );
+        }
         print_verdicts(&report);
     }
     if args.json {
