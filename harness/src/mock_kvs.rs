@@ -36,6 +36,10 @@ pub struct MockKvsArgs {
     /// `delay-acks:MS` holds every PERSISTED ack back.
     #[arg(long = "fault")]
     pub faults: Vec<simulator::mock_kvs::Fault>,
+    /// GetMedia responses stream new fragments live and end after this long without one
+    /// (90, 90s, 10m; a bare number is seconds).
+    #[arg(long, default_value = "3s", value_parser = crate::duration::parse)]
+    pub get_media_idle: std::time::Duration,
 }
 
 pub fn run(args: MockKvsArgs) -> Result<()> {
@@ -48,6 +52,7 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
         faults: args.faults.clone(),
         data_endpoint: None,
         keep_media: true,
+        get_media_idle: args.get_media_idle,
     };
     let mock = MockKvs::start(config)
         .with_context(|| format!("cannot start mock-kvs on {}", args.listen))?;

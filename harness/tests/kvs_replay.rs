@@ -13,7 +13,15 @@ const SECRET: &str = "kvs-replay-secret";
 use common::REGION;
 
 fn start_mock(faults: &[&str]) -> (ChildGuard, String) {
-    let mut args = vec!["--access-key", KEY, "--secret-key", SECRET];
+    // GetMedia here runs after the producer is done: end it soon after the last fragment.
+    let mut args = vec![
+        "--access-key",
+        KEY,
+        "--secret-key",
+        SECRET,
+        "--get-media-idle",
+        "1s",
+    ];
     for f in faults {
         args.extend(["--fault", f]);
     }
@@ -219,6 +227,177 @@ fn connections_cut_mid_fragment_lose_no_frame() {
     let stats = check_round_trip(&["reset-after-bytes:60000"], 150);
     assert!(
         stats["kvs"][0]["connections"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+}
+
+/// The value of every `name` tag in GetMedia output (a TagString of under 127 bytes follows
+/// its TagName: id 0x4487, then a one-byte size).
+fn tag_values(bytes: &[u8], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let needle = name.as_bytes();
+    let mut i = 0;
+    while let Some(at) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
+        let v = i + at + needle.len();
+        if bytes.get(v..v + 2) == Some(&[0x44, 0x87]) {
+            let len = usize::from(bytes[v + 2] & 0x7f);
+            out.push(String::from_utf8_lossy(&bytes[v + 3..v + 3 + len]).into_owned());
+        }
+        i = v;
+    }
+    out
+}
+
+/// GetMedia with NOW, opened before the producer starts, streams each fragment as it is stored
+/// (KVS's live read), every chunk a stand-alone MKV segment with KVS's tags (what the KVS
+/// consumer libraries split on), in fragment order; the first arrives while the producer is
+/// still streaming, and the response ends by itself once fragments stop coming.
+#[test]
+fn get_media_now_streams_fragments_live_as_tagged_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mock, url) = testkit::start_mock_kvs(
+        env!("CARGO_BIN_EXE_telescope"),
+        &[
+            "--access-key",
+            KEY,
+            "--secret-key",
+            SECRET,
+            "--get-media-idle",
+            "5s",
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let kvs = telescope::kvs::KvsConfig {
+        region: REGION.into(),
+        endpoint: Some(url.clone()),
+        credentials: telescope::credentials::CredentialSource::Static {
+            access_key_id: KEY.into(),
+            secret_access_key: SECRET.into(),
+            session_token: None,
+        },
+    };
+    let media = rt.block_on(async {
+        let control = telescope::kvs::KvsControl::new(&kvs).await.unwrap();
+        control
+            .create("live", &telescope::kvs::CreateStreamOptions::default())
+            .await
+            .unwrap();
+        let endpoint = control
+            .data_endpoint("live", telescope::kvs::DataApi::GetMedia)
+            .await
+            .unwrap();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(kvs.credentials.provider(REGION).await)
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        aws_sdk_kinesisvideomedia::Client::new(&shared)
+    });
+    let media_again = media.clone();
+    // The reader: every piece of the payload with the time it arrived.
+    let reader = rt.spawn(async move {
+        use aws_sdk_kinesisvideomedia::types::{StartSelector, StartSelectorType};
+        let mut got = media
+            .get_media()
+            .stream_name("live")
+            .start_selector(
+                StartSelector::builder()
+                    .start_selector_type(StartSelectorType::Now)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut pieces = Vec::new();
+        while let Some(piece) = got.payload.next().await {
+            pieces.push((std::time::Instant::now(), piece.unwrap()));
+        }
+        pieces
+    });
+    let stats_path = dir.path().join("stats.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_telescope"))
+        .args([
+            "replay",
+            "pattern:ball@160x120@10",
+            "--duration",
+            "5",
+            "--quiet",
+        ])
+        .arg("--sink")
+        .arg(format!("kvs://live?endpoint={url}&region={REGION}"))
+        .arg("--stats-json")
+        .arg(&stats_path)
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let producer_done = std::time::Instant::now();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&stats_path).unwrap()).unwrap();
+    let pieces = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(30), reader).await })
+        .expect("the GetMedia response ends once fragments stop coming")
+        .unwrap();
+    assert!(
+        pieces.first().is_some_and(|(at, _)| *at < producer_done),
+        "nothing arrived while the producer was streaming"
+    );
+    let bytes: Vec<u8> = pieces.iter().flat_map(|(_, b)| b.to_vec()).collect();
+    let fragments = stats["kvs"][0]["persisted"].as_u64().unwrap() as usize;
+    let numbers = tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER");
+    assert!(fragments >= 2, "{stats}");
+    assert_eq!(numbers.len(), fragments, "{stats}");
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert_eq!(
+        tag_values(&bytes, "AWS_KINESISVIDEO_CONTINUATION_TOKEN"),
+        numbers
+    );
+    let ebml_headers = bytes
+        .windows(4)
+        .filter(|w| *w == [0x1A, 0x45, 0xDF, 0xA3])
+        .count();
+    assert_eq!(ebml_headers, fragments, "one stand-alone segment per chunk");
+    // A reader that stopped resumes after the fragment its last continuation token names.
+    let resumed = rt.block_on(async {
+        use aws_sdk_kinesisvideomedia::types::{StartSelector, StartSelectorType};
+        let got = media_again
+            .get_media()
+            .stream_name("live")
+            .start_selector(
+                StartSelector::builder()
+                    .start_selector_type(StartSelectorType::ContinuationToken)
+                    .continuation_token(&numbers[numbers.len() - 2])
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        got.payload.collect().await.unwrap().into_bytes()
+    });
+    assert_eq!(
+        tag_values(&resumed, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
+        numbers[numbers.len() - 1..]
+    );
+    let fetched = dir.path().join("live.mkv");
+    std::fs::write(&fetched, &bytes).unwrap();
+    let p = probe(&fetched);
+    assert_eq!(
+        (p.width, p.height, p.frames),
+        (160, 120, stats["frames_out"].as_u64().unwrap()),
         "{stats}"
     );
 }

@@ -10,11 +10,11 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
-use telescope::kvs::{AckEvent, ChannelBody, FragmentAck};
+use telescope::kvs::{mkv, AckEvent, ChannelBody, FragmentAck};
 use tokio::sync::mpsc;
 
 use super::mkv::{MkvEvent, MkvParser};
-use super::{authorize, error, invalid, not_found, respond, Body, Ctx, Reply};
+use super::{authorize, error, invalid, not_found, respond, ApiError, Body, Ctx, Reply};
 
 /// A fault PutMedia can be told to inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl FromStr for Fault {
 #[derive(Debug, Default, Clone)]
 pub struct Media {
     /// The latest stream header (EBML, Segment, Info, Tracks).
-    pub header: Vec<u8>,
+    pub header: Arc<Vec<u8>>,
     /// Stored fragments in arrival order (a resent fragment is stored again, as KVS does).
     pub fragments: Vec<StoredFragment>,
 }
@@ -144,6 +144,8 @@ pub struct StoredFragment {
     pub frames: u32,
     pub duration_ms: i64,
     pub raw: Vec<u8>,
+    /// The stream header in force when it arrived (GetMedia starts every chunk with it).
+    pub header: Arc<Vec<u8>>,
 }
 
 fn now_ms() -> u64 {
@@ -278,7 +280,7 @@ async fn ingest(
         for event in events {
             match event {
                 Ok(MkvEvent::Header(h)) => {
-                    ctx.media().entry(stream.clone()).or_default().header = h
+                    ctx.media().entry(stream.clone()).or_default().header = Arc::new(h)
                 }
                 Ok(MkvEvent::Cluster(c)) => {
                     let timecode = if relative {
@@ -337,9 +339,11 @@ async fn ingest(
                             } else {
                                 Vec::new()
                             },
+                            header: m.header.clone(),
                         });
                         number
                     };
+                    ctx.stored.send_modify(|n| *n += 1);
                     send(
                         &tx,
                         AckEvent::Received,
@@ -388,9 +392,37 @@ fn stream_of(ctx: &Ctx, input: &Value) -> Result<String, super::ApiError> {
         .ok_or_else(|| not_found(name.or(arn).unwrap_or_default()))
 }
 
-/// GetMedia: the stored header and fragments from the start selector on, as one MKV stream.
-pub(super) fn get_media(ctx: &Ctx, input: &Value) -> Response<Body> {
-    let stream = match stream_of(ctx, input) {
+/// One GetMedia chunk, as KVS sends it: the fragment as a stand-alone MKV segment (the stream
+/// header, then tags naming the fragment, its cluster, and tags saying how far behind the
+/// newest fragment it is and how to continue after it).
+fn chunk(f: &StoredFragment, newest_server_ms: u64) -> Vec<u8> {
+    let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let mut out = Vec::with_capacity(f.header.len() + f.raw.len() + 256);
+    out.extend_from_slice(&f.header);
+    out.extend_from_slice(&mkv::tags(&[
+        ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", &f.number),
+        ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", &seconds(f.server_ms)),
+        (
+            "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP",
+            &seconds(f.producer_ms),
+        ),
+    ]));
+    out.extend_from_slice(&f.raw);
+    out.extend_from_slice(&mkv::tags(&[
+        (
+            "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW",
+            &newest_server_ms.saturating_sub(f.server_ms).to_string(),
+        ),
+        ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", &f.number),
+    ]));
+    out
+}
+
+/// GetMedia: chunks from the start selector on, then every new fragment as it is stored (live),
+/// until the client goes away, the stream is deleted, or no fragment came for
+/// `get_media_idle`.
+pub(super) fn get_media(ctx: Arc<Ctx>, input: &Value) -> Response<Body> {
+    let stream = match stream_of(&ctx, input) {
         Ok(s) => s,
         Err(e) => return respond(Err(e)),
     };
@@ -402,36 +434,47 @@ pub(super) fn get_media(ctx: &Ctx, input: &Value) -> Response<Body> {
         .get("StartSelectorType")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let media = ctx.media().get(&stream).cloned().unwrap_or_default();
+    let after = |field: &str| -> Result<usize, ApiError> {
+        let number = selector.get(field).and_then(Value::as_str).unwrap_or("");
+        let media = ctx.media();
+        let fragments = media.get(&stream).map_or(&[][..], |m| &m.fragments[..]);
+        fragments
+            .iter()
+            .position(|f| f.number == number)
+            .map(|i| i + 1)
+            .ok_or_else(|| invalid(format!("no fragment `{number}` ({field})")))
+    };
+    let stored = ctx.media().get(&stream).map_or(0, |m| m.fragments.len());
     let from = match kind {
         "EARLIEST" => 0,
-        "NOW" => media.fragments.len(),
-        "FRAGMENT_NUMBER" => {
-            let after = selector
-                .get("AfterFragmentNumber")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            match media.fragments.iter().position(|f| f.number == after) {
-                Some(i) => i + 1,
-                None => return respond(Err(invalid(format!("no fragment {after}")))),
-            }
-        }
+        // The newest fragment, then what follows.
+        "NOW" => stored.saturating_sub(1),
+        "FRAGMENT_NUMBER" => match after("AfterFragmentNumber") {
+            Ok(i) => i,
+            Err(e) => return respond(Err(e)),
+        },
+        "CONTINUATION_TOKEN" => match after("ContinuationToken") {
+            Ok(i) => i,
+            Err(e) => return respond(Err(e)),
+        },
         "PRODUCER_TIMESTAMP" | "SERVER_TIMESTAMP" => {
             let Some(at) = selector.get("StartTimestamp").and_then(Value::as_f64) else {
                 return respond(Err(invalid("StartTimestamp is required")));
             };
             let at_ms = (at * 1000.0) as u64;
-            media
-                .fragments
-                .iter()
-                .position(|f| {
-                    if kind == "PRODUCER_TIMESTAMP" {
-                        f.producer_ms >= at_ms
-                    } else {
-                        f.server_ms >= at_ms
-                    }
-                })
-                .unwrap_or(media.fragments.len())
+            let media = ctx.media();
+            media.get(&stream).map_or(0, |m| {
+                m.fragments
+                    .iter()
+                    .position(|f| {
+                        if kind == "PRODUCER_TIMESTAMP" {
+                            f.producer_ms >= at_ms
+                        } else {
+                            f.server_ms >= at_ms
+                        }
+                    })
+                    .unwrap_or(m.fragments.len())
+            })
         }
         other => {
             return respond(Err(invalid(format!(
@@ -439,14 +482,43 @@ pub(super) fn get_media(ctx: &Ctx, input: &Value) -> Response<Body> {
             ))))
         }
     };
-    let mut out = media.header.clone();
-    for f in &media.fragments[from..] {
-        out.extend_from_slice(&f.raw);
-    }
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let mut changes = ctx.stored.subscribe();
+    tokio::spawn(async move {
+        let mut next = from;
+        loop {
+            changes.borrow_and_update();
+            let chunks: Vec<Bytes> = {
+                if ctx.streams().find(Some(&stream), None).is_none() {
+                    return;
+                }
+                let media = ctx.media();
+                let fragments = media.get(&stream).map_or(&[][..], |m| &m.fragments[..]);
+                let newest = fragments.last().map_or(0, |f| f.server_ms);
+                let out = fragments
+                    .iter()
+                    .skip(next)
+                    .map(|f| Bytes::from(chunk(f, newest)))
+                    .collect();
+                next = next.max(fragments.len());
+                out
+            };
+            for c in chunks {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+            match tokio::time::timeout(ctx.config.get_media_idle, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // Idle for too long, or the server is going away.
+                _ => return,
+            }
+        }
+    });
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "video/webm")
-        .body(http_body_util::Full::new(Bytes::from(out)).boxed())
+        .body(ChannelBody(rx).boxed())
         .unwrap_or_else(|_| respond(Err(invalid("response"))))
 }
 

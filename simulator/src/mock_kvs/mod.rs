@@ -47,6 +47,9 @@ pub struct MockKvsConfig {
     /// Keep each fragment's bytes for GetMedia (default). A soak that only counts frames turns
     /// it off, so that its process's memory is the producer's, not the store's.
     pub keep_media: bool,
+    /// A GetMedia response stays open for new fragments as they arrive (as KVS streams live
+    /// media) and ends after this long without one (default 3 s).
+    pub get_media_idle: std::time::Duration,
 }
 
 impl Default for MockKvsConfig {
@@ -59,6 +62,7 @@ impl Default for MockKvsConfig {
             faults: Vec::new(),
             data_endpoint: None,
             keep_media: true,
+            get_media_idle: std::time::Duration::from_secs(3),
         }
     }
 }
@@ -68,6 +72,8 @@ struct Ctx {
     url: String,
     streams: Mutex<Streams>,
     media: Mutex<HashMap<String, data::Media>>,
+    /// Bumped whenever a fragment is stored, for live GetMedia responses.
+    stored: tokio::sync::watch::Sender<u64>,
     /// Faults in force (start from the configuration, changed at run time via `/_mock/faults`).
     faults: Mutex<Vec<Fault>>,
     /// PutMedia requests seen (for the `refuse` fault).
@@ -118,6 +124,7 @@ impl MockKvs {
             url: url.clone(),
             streams: Mutex::new(streams),
             media: Mutex::default(),
+            stored: tokio::sync::watch::Sender::new(0),
             put_requests: Default::default(),
             faults: Mutex::new(config_faults),
         });
@@ -283,7 +290,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
         Err(e) => return Ok(respond(Err(e))),
     };
     Ok(match path.as_str() {
-        "/getMedia" => data::get_media(&ctx, &input),
+        "/getMedia" => data::get_media(ctx, &input),
         _ => respond(route(&ctx, &path, &input)),
     })
 }

@@ -64,6 +64,23 @@ pub fn push_size(out: &mut Vec<u8>, size: u64) {
     out.extend_from_slice(&UNKNOWN_SIZE);
 }
 
+/// A `Tags` element holding one `Tag` with a `SimpleTag` (name, string) per pair, as Kinesis
+/// Video Streams adds to the chunks GetMedia returns (`AWS_KINESISVIDEO_FRAGMENT_NUMBER`...).
+pub fn tags(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut simple = Vec::new();
+    for (name, value) in pairs {
+        let mut st = Vec::new();
+        element(&mut st, 0x45A3, name.as_bytes());
+        element(&mut st, 0x4487, value.as_bytes());
+        element(&mut simple, 0x67C8, &st);
+    }
+    let mut tag = Vec::new();
+    element(&mut tag, 0x7373, &simple);
+    let mut out = Vec::new();
+    element(&mut out, 0x1254_C367, &tag);
+    out
+}
+
 fn element(out: &mut Vec<u8>, id: u32, data: &[u8]) {
     push_id(out, id);
     push_size(out, data.len() as u64);
