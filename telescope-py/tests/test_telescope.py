@@ -223,6 +223,29 @@ def test_a_kvs_stream_into_mock_kvs_is_read_back_with_boto3(tmp_path, mock_kvs):
     w, h, count, _ = probe(fetched)
     assert (w, h, count) == (160, 120, n)
 
+    # The archived-media path: ListFragments a page at a time, then GetMediaForFragmentList.
+    endpoint = control.get_data_endpoint(StreamName="py-lobby",
+                                         APIName="LIST_FRAGMENTS")["DataEndpoint"]
+    archive = session.client("kinesis-video-archived-media", endpoint_url=endpoint)
+    selector = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                "TimestampRange": {"StartTimestamp": 0, "EndTimestamp": 4102444800}}
+    numbers, token = [], None
+    while True:
+        page = archive.list_fragments(StreamName="py-lobby", MaxResults=1,
+                                      FragmentSelector=selector,
+                                      **({"NextToken": token} if token else {}))
+        numbers += [f["FragmentNumber"] for f in page["Fragments"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert len(numbers) == delivered["fragments"], numbers
+    got = archive.get_media_for_fragment_list(StreamName="py-lobby", Fragments=numbers + ["7"])
+    payload = got["Payload"].read()
+    assert b"AWS_KINESISVIDEO_EXCEPTION_ERROR_CODE" in payload, "the unknown fragment is reported"
+    listed = tmp_path / "listed.mkv"
+    listed.write_bytes(payload)
+    assert probe(listed)[:3] == (160, 120, n)
+
 
 def test_timestamps_must_be_times(tmp_path):
     t = telescope.Telescope(sinks=[f"file:{tmp_path / 'ts.mkv'}"], fps=10, width=160, height=120)

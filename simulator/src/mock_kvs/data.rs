@@ -522,17 +522,61 @@ pub(super) fn get_media(ctx: Arc<Ctx>, input: &Value) -> Response<Body> {
         .unwrap_or_else(|_| respond(Err(invalid("response"))))
 }
 
-/// ListFragments: every stored fragment with its timestamps.
+/// ListFragments: the stored fragments (within `FragmentSelector`'s timestamp range when
+/// given), `MaxResults` at a time (default and at most 1000), with a `NextToken` while more
+/// remain.
 pub(super) fn list_fragments(ctx: &Ctx, input: &Value) -> Reply {
     let stream = stream_of(ctx, input)?;
-    let max = input
-        .get("MaxResults")
-        .and_then(Value::as_u64)
-        .unwrap_or(1000) as usize;
-    let media = ctx.media().get(&stream).cloned().unwrap_or_default();
-    let fragments: Vec<Value> = media
-        .fragments
+    let max = match input.get("MaxResults").map(Value::as_u64) {
+        None => 1000,
+        Some(Some(n @ 1..=1000)) => n as usize,
+        Some(_) => return Err(invalid("MaxResults must be 1 to 1000")),
+    };
+    let skip = match input.get("NextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| invalid(format!("NextToken `{t}` was not issued here")))?,
+    };
+    let range = match input.get("FragmentSelector") {
+        None => None,
+        Some(sel) => {
+            let kind = sel
+                .get("FragmentSelectorType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if kind != "PRODUCER_TIMESTAMP" && kind != "SERVER_TIMESTAMP" {
+                return Err(invalid(format!("FragmentSelectorType `{kind}`")));
+            }
+            let at = |field: &str| {
+                sel.get("TimestampRange")
+                    .and_then(|r| r.get(field))
+                    .and_then(Value::as_f64)
+                    .map(|s| (s * 1000.0).round() as u64)
+                    .ok_or_else(|| invalid(format!("TimestampRange.{field} is required")))
+            };
+            Some((
+                kind == "PRODUCER_TIMESTAMP",
+                at("StartTimestamp")?,
+                at("EndTimestamp")?,
+            ))
+        }
+    };
+    let media = ctx.media();
+    let selected: Vec<&StoredFragment> = media
+        .get(&stream)
+        .map_or(&[][..], |m| &m.fragments[..])
         .iter()
+        .filter(|f| {
+            range.is_none_or(|(producer, from, to)| {
+                let t = if producer { f.producer_ms } else { f.server_ms };
+                (from..=to).contains(&t)
+            })
+        })
+        .collect();
+    let fragments: Vec<Value> = selected
+        .iter()
+        .skip(skip)
         .take(max)
         .map(|f| {
             json!({
@@ -544,5 +588,64 @@ pub(super) fn list_fragments(ctx: &Ctx, input: &Value) -> Reply {
             })
         })
         .collect();
-    Ok(json!({ "Fragments": fragments }))
+    let mut out = json!({ "Fragments": fragments });
+    if skip + max < selected.len() {
+        out["NextToken"] = json!((skip + max).to_string());
+    }
+    Ok(out)
+}
+
+/// GetMediaForFragmentList: the listed fragments in the order asked, each a stand-alone MKV
+/// segment with the archived-media tags; a fragment not stored is reported in its place by
+/// exception tags, as KVS does, and the others still come.
+pub(super) fn get_media_for_fragment_list(ctx: &Ctx, input: &Value) -> Response<Body> {
+    let stream = match stream_of(ctx, input) {
+        Ok(s) => s,
+        Err(e) => return respond(Err(e)),
+    };
+    let Some(wanted) = input.get("Fragments").and_then(Value::as_array) else {
+        return respond(Err(invalid("Fragments is required")));
+    };
+    if wanted.is_empty() || wanted.len() > 1000 {
+        return respond(Err(invalid(
+            "Fragments must list 1 to 1000 fragment numbers",
+        )));
+    }
+    let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let media = ctx.media();
+    let fragments = media.get(&stream).map_or(&[][..], |m| &m.fragments[..]);
+    let mut out = Vec::new();
+    for number in wanted {
+        let number = number.as_str().unwrap_or_default();
+        match fragments.iter().find(|f| f.number == number) {
+            Some(f) => {
+                out.extend_from_slice(&f.header);
+                out.extend_from_slice(&mkv::tags(&[
+                    ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", &f.number),
+                    (
+                        "AWS_KINESISVIDEO_SERVER_SIDE_TIMESTAMP",
+                        &seconds(f.server_ms),
+                    ),
+                    (
+                        "AWS_KINESISVIDEO_PRODUCER_SIDE_TIMESTAMP",
+                        &seconds(f.producer_ms),
+                    ),
+                ]));
+                out.extend_from_slice(&f.raw);
+            }
+            None => out.extend_from_slice(&mkv::tags(&[
+                ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", number),
+                ("AWS_KINESISVIDEO_EXCEPTION_ERROR_CODE", "4000"),
+                (
+                    "AWS_KINESISVIDEO_EXCEPTION_MESSAGE",
+                    "Requested fragment is not found",
+                ),
+            ])),
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "video/webm")
+        .body(http_body_util::Full::new(Bytes::from(out)).boxed())
+        .unwrap_or_else(|_| respond(Err(invalid("response"))))
 }

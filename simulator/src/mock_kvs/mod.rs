@@ -291,6 +291,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>,
     };
     Ok(match path.as_str() {
         "/getMedia" => data::get_media(ctx, &input),
+        "/getMediaForFragmentList" => data::get_media_for_fragment_list(&ctx, &input),
         _ => respond(route(&ctx, &path, &input)),
     })
 }
