@@ -191,6 +191,7 @@ pub fn render(runs: &[(String, &Report)]) -> String {
     );
     verdicts(&mut s, runs);
     summary(&mut s, runs);
+    threads(&mut s, runs);
     cameras(&mut s, runs);
     charts(&mut s, runs);
     s.push_str("</body></html>\n");
@@ -233,6 +234,29 @@ fn summary(s: &mut String, runs: &[(String, &Report)]) {
             let _ = write!(s, "<td>{}</td>", escape(&f(r)));
         }
         s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+}
+
+fn threads(s: &mut String, runs: &[(String, &Report)]) {
+    let any = runs
+        .iter()
+        .any(|(_, r)| r.process.as_ref().is_some_and(|p| !p.threads.is_empty()));
+    if !any {
+        return;
+    }
+    s.push_str("<h2>CPU by thread group</h2><table><tr><th>run</th><th>group</th><th>threads</th><th>% of a core</th></tr>");
+    for (label, r) in runs {
+        for t in r.process.iter().flat_map(|p| &p.threads) {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
+                escape(label),
+                escape(&t.group),
+                t.threads,
+                t.cpu_percent
+            );
+        }
     }
     s.push_str("</table>");
 }

@@ -551,9 +551,13 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
             simulator::App::process(m, streams);
         }
     };
+    let threads_at_start = crate::sample::thread_cpu_seconds();
     let node_report = node
         .run(&mut app, &mut output, &interrupted)
         .context("replay failed")?;
+    // Before the pipelines stop, while their threads (the encoders') still live.
+    let threads =
+        crate::sample::thread_cpu_since(&threads_at_start, &crate::sample::thread_cpu_seconds());
     let app_report = motion.map(|m| {
         let s = m.stats();
         crate::report::AppReport {
@@ -617,6 +621,7 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
         wall.elapsed(),
         lanes.len(),
         &timeline,
+        &threads,
     ));
     report.timeline = timeline;
     report.verdicts = args.budgets.judge(&report);

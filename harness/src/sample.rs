@@ -194,15 +194,145 @@ pub struct ProcessReport {
     pub rss_mib_max: f64,
     /// Growth from the sample at a quarter of the run (after start-up) to the last, percent.
     pub rss_growth_percent: f64,
+    /// The CPU above split by what the threads do (from their names), largest first.
+    #[serde(default)]
+    pub threads: Vec<ThreadCpu>,
+}
+
+/// CPU of one group of threads over the run, percent of one core.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadCpu {
+    /// What the threads do: `encode`, `decode`, `main`...
+    pub group: String,
+    /// Threads alive at the end of the run in this group (0 for `ended`).
+    pub threads: usize,
+    pub cpu_percent: f64,
+}
+
+/// Each live thread of this process: its id, name and the CPU seconds it has used (user +
+/// system), from `/proc/self/task/*/stat`. Empty where /proc cannot be read.
+pub fn thread_cpu_seconds() -> Vec<(u64, String, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let tid = stat.split_whitespace().next()?.parse().ok()?;
+            let (name, seconds) = parse_task_stat(&stat, ticks)?;
+            Some((tid, name, seconds))
+        })
+        .collect()
+}
+
+/// What each thread alive at `end` used since `start` (all of it for threads born since).
+pub fn thread_cpu_since(
+    start: &[(u64, String, f64)],
+    end: &[(u64, String, f64)],
+) -> Vec<(String, f64)> {
+    end.iter()
+        .map(|(tid, name, seconds)| {
+            let before = start
+                .iter()
+                .find(|(t, _, _)| t == tid)
+                .map_or(0.0, |(_, _, s)| *s);
+            (name.clone(), (seconds - before).max(0.0))
+        })
+        .collect()
+}
+
+/// `tid (name) state ...`: the name (which may hold spaces or parentheses) and utime + stime.
+fn parse_task_stat(stat: &str, ticks_per_second: f64) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // After the name: state is field 3 of proc(5), utime 14 and stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) / ticks_per_second))
+}
+
+/// What a thread does, from its name: GStreamer names streaming threads after the pad that
+/// drives them (`src:src` is a Telescope's appsrc, which also runs the conversion, the overlay
+/// and the encoder, whose own worker threads inherit the name), and threads without a name of
+/// their own inherit their creator's.
+pub fn thread_group(name: &str) -> &'static str {
+    let has = |p: &str| name.contains(p);
+    if name == "src:src" || has("x264") || has("enc") {
+        "encode (convert, overlay, H.264)"
+    } else if has("demux")
+        || has("multiqueue")
+        || has("typefind")
+        || has("decodebin")
+        || has("parse")
+        || has("dec")
+        || has("source")
+    {
+        "decode (footage)"
+    } else if name.starts_with("sink") || has("mux") || has("filesink") {
+        "sinks (mux, files, KVS hand-over)"
+    } else if has("rtsp") || name.starts_with("pool-") {
+        "RTSP server"
+    } else if has("putmedia") || has("tokio") || has("worker") {
+        "KVS and async I/O"
+    } else if name == "telescope" || name == "main" {
+        "main (node, app, put)"
+    } else if name.starts_with("telescope-") || name == "ctrl-c" {
+        "harness (sampler, signals)"
+    } else {
+        "other"
+    }
+}
+
+/// Groups live threads' CPU; what ended threads used (the process total minus the live
+/// threads) is its own group, `threads that ended`.
+pub fn by_thread_group(
+    threads: &[(String, f64)],
+    process_seconds: f64,
+    wall: f64,
+) -> Vec<ThreadCpu> {
+    let wall = wall.max(1e-6);
+    let mut groups: Vec<ThreadCpu> = Vec::new();
+    for (name, seconds) in threads {
+        let group = thread_group(name);
+        match groups.iter_mut().find(|g| g.group == group) {
+            Some(g) => {
+                g.threads += 1;
+                g.cpu_percent += seconds / wall * 100.0;
+            }
+            None => groups.push(ThreadCpu {
+                group: group.to_owned(),
+                threads: 1,
+                cpu_percent: seconds / wall * 100.0,
+            }),
+        }
+    }
+    let live: f64 = threads.iter().map(|(_, s)| s).sum();
+    let ended = (process_seconds - live) / wall * 100.0;
+    if ended > 0.05 {
+        groups.push(ThreadCpu {
+            group: "threads that ended".into(),
+            threads: 0,
+            cpu_percent: ended,
+        });
+    }
+    groups.sort_by(|a, b| b.cpu_percent.total_cmp(&a.cpu_percent));
+    groups
 }
 
 impl ProcessReport {
-    /// From the whole run's CPU time and the samples.
+    /// From the whole run's CPU time, the samples and the threads' CPU (taken with
+    /// [`thread_cpu_seconds`] before the pipelines stop, while their threads still live).
     pub fn new(
         cpu: (Duration, Duration),
         wall: Duration,
         streams: usize,
         samples: &[Sample],
+        threads: &[(String, f64)],
     ) -> Self {
         let wall = wall.as_secs_f64().max(1e-6);
         let user = cpu.0.as_secs_f64() / wall * 100.0;
@@ -225,6 +355,7 @@ impl ProcessReport {
             } else {
                 0.0
             },
+            threads: by_thread_group(threads, cpu.0.as_secs_f64() + cpu.1.as_secs_f64(), wall),
         }
     }
 }
@@ -232,6 +363,48 @@ impl ProcessReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_stats_parse_and_group_with_what_ended_apart() {
+        let stat = "4242 (src:src) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 7 0";
+        assert_eq!(parse_task_stat(stat, 100.0), Some(("src:src".into(), 3.0)));
+        // A name with spaces and parentheses.
+        let odd = "7 (a (b) c) R 1 2 3 4 5 6 7 8 9 10 100 0 0 0";
+        assert_eq!(parse_task_stat(odd, 100.0), Some(("a (b) c".into(), 1.0)));
+        assert_eq!(parse_task_stat("7 (short) R 1 2", 100.0), None);
+        let threads = vec![
+            ("src:src".to_owned(), 4.0),
+            ("src:src".to_owned(), 2.0),
+            ("telescope".to_owned(), 1.0),
+            ("avidemux0:sink".to_owned(), 1.0),
+        ];
+        let groups = by_thread_group(&threads, 10.0, 10.0);
+        let got: Vec<(&str, usize, f64)> = groups
+            .iter()
+            .map(|g| (g.group.as_str(), g.threads, g.cpu_percent))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("encode (convert, overlay, H.264)", 2, 60.0),
+                ("threads that ended", 0, 20.0),
+                ("main (node, app, put)", 1, 10.0),
+                ("decode (footage)", 1, 10.0),
+            ]
+        );
+        // This process: its own threads are readable and add up to at most its CPU.
+        let live = thread_cpu_seconds();
+        assert!(!live.is_empty());
+        let (u, s) = process_cpu();
+        let total: f64 = live.iter().map(|(_, _, c)| c).sum();
+        let none = thread_cpu_since(&live, &live);
+        assert!(none.iter().all(|(_, c)| *c == 0.0));
+        assert!(
+            total <= (u + s).as_secs_f64() + 0.05,
+            "{total} vs {:?}",
+            u + s
+        );
+    }
 
     #[test]
     fn rates_and_cpu_come_from_differences_over_the_interval() {
@@ -286,6 +459,7 @@ mod tests {
             Duration::from_secs(8),
             2,
             &samples,
+            &[],
         );
         assert!((p.rss_growth_percent - 3.0).abs() < 1e-9, "{p:?}");
         assert!((p.cpu_percent_mean - 50.0).abs() < 1e-9);

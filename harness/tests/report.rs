@@ -119,10 +119,27 @@ fn a_replay_report_matches_what_kvs_and_rtsp_received() {
         process["cpu_percent_mean"].as_f64().unwrap() > 0.0,
         "{process}"
     );
+    // The CPU split by thread group: the encoder's threads did work, and the groups add up to
+    // the process's CPU (the threads that ended included).
+    let groups = process["threads"].as_array().unwrap();
+    let encode = groups
+        .iter()
+        .find(|g| g["group"].as_str().unwrap().starts_with("encode"))
+        .unwrap_or_else(|| panic!("no encode group: {process}"));
+    assert!(
+        encode["threads"].as_u64().unwrap() >= 1 && encode["cpu_percent"].as_f64().unwrap() > 0.0
+    );
+    let sum: f64 = groups
+        .iter()
+        .map(|g| g["cpu_percent"].as_f64().unwrap())
+        .sum();
+    let total = process["cpu_percent_mean"].as_f64().unwrap();
+    assert!(sum <= total * 1.05 + 0.5, "{sum} of {total}: {process}");
 
     // The page, then a comparison of the run with itself.
     let page = std::fs::read_to_string(report_dir.join("report.html")).unwrap();
     assert!(page.contains("<svg") && page.contains("Resident memory"));
+    assert!(page.contains("CPU by thread group"));
     let compare = Command::new(env!("CARGO_BIN_EXE_telescope"))
         .arg("report")
         .args([&report_dir, &report_dir])
