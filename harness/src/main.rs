@@ -6,7 +6,6 @@ use clap::{Parser, Subcommand};
 
 mod annotate;
 mod bench;
-mod duration;
 mod html;
 mod mock_kvs;
 mod replay;

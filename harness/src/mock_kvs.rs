@@ -38,7 +38,7 @@ pub struct MockKvsArgs {
     pub faults: Vec<simulator::mock_kvs::Fault>,
     /// GetMedia responses stream new fragments live and end after this long without one
     /// (90, 90s, 10m; a bare number is seconds).
-    #[arg(long, default_value = "3s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "3s", value_parser = telescope::units::parse_duration)]
     pub get_media_idle: std::time::Duration,
 }
 

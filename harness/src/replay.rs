@@ -84,7 +84,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1)]
     pub loops: u32,
     /// Stop after this much time (node time: simulated with --virtual-clock): 90, 90s, 10m, 1h.
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = telescope::units::parse_duration)]
     pub duration: Option<Duration>,
     /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
     #[arg(long, default_value = "auto")]
@@ -794,6 +794,12 @@ fn print_summary(report: &Report, lanes: &[Lane], elapsed: Duration) {
         );
         for sink in lane.telescope.config().sinks.iter() {
             match sink {
+                SinkConfig::File(f) if f.rotation.is_some() => {
+                    println!(
+                        "  wrote a series of files {} (index in place of %05d)",
+                        f.pattern_for(0).display()
+                    );
+                }
                 SinkConfig::File(f) => {
                     println!("  wrote {}", f.path.display());
                     println!(

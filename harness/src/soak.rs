@@ -44,7 +44,7 @@ pub struct SoakArgs {
     #[arg(required = true, value_name = "SOURCE")]
     pub footage: Vec<String>,
     /// How long to soak: 90s, 10m, 1h.
-    #[arg(long, value_parser = crate::duration::parse)]
+    #[arg(long, value_parser = telescope::units::parse_duration)]
     pub duration: Duration,
     /// Sinks as for replay (default: a KVS stream on a mock-kvs this command starts).
     #[arg(long = "sink")]
@@ -98,7 +98,7 @@ impl FromStr for SoakFault {
         };
         let arg = arg
             .map(|a| {
-                crate::duration::parse(a)
+                telescope::units::parse_duration(a)
                     .ok()
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| format!("`{s}`: `{a}` is not a duration (90s, 10m, 500ms)"))

@@ -43,6 +43,7 @@ pub mod rate;
 pub mod sink;
 pub mod stats;
 mod telescope;
+pub mod units;
 pub mod warmup;
 
 pub use clock::{Clock, SystemClock, VirtualClock};

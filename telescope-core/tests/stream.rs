@@ -510,3 +510,52 @@ fn frames_without_a_capture_time_are_stamped_by_the_injected_clock() {
         "{p:?}"
     );
 }
+
+/// A rotating file sink: `rotate=1s` at 10 fps cuts 35 frames into files of 10, 10, 10 and 5
+/// frames (a key frame is asked for at each boundary), every one a complete file; `keep=2`
+/// leaves only the newest two.
+#[test]
+fn rotating_files_split_on_time_and_keep_the_newest() {
+    for keep in [0u32, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("cam.mkv");
+        let sink: SinkConfig = format!("file:{}?rotate=1s&keep={keep}", base.display())
+            .parse()
+            .unwrap();
+        let SinkConfig::File(file) = &sink else {
+            panic!("{sink:?}")
+        };
+        let file = file.clone();
+        let t = Telescope::new(
+            TelescopeConfig::builder()
+                .fps(Rate::whole(10).unwrap())
+                .size(160, 120)
+                .sink(sink)
+                .build(),
+        )
+        .unwrap();
+        t.start().unwrap();
+        for n in 0..35 {
+            let frame = bgr_frame(160, 120, n, Rate::whole(10).unwrap().frame_time(n));
+            assert!(t.put_blocking(frame).is_queued());
+        }
+        t.stop().unwrap();
+        let mut written: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        written.sort();
+        let frames: Vec<u64> = written.iter().map(|p| probe(p).frames).collect();
+        if keep == 0 {
+            let expected: Vec<_> = (0..4).map(|i| file.rotated_path(0, i)).collect();
+            assert_eq!(written, expected);
+            assert_eq!(frames, vec![10, 10, 10, 5]);
+        } else {
+            assert_eq!(
+                written,
+                vec![file.rotated_path(0, 2), file.rotated_path(0, 3)]
+            );
+            assert_eq!(frames, vec![10, 5]);
+        }
+    }
+}

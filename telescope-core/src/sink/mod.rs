@@ -9,7 +9,7 @@ pub mod kvs;
 pub mod kvssink;
 pub mod rtsp;
 
-pub use file::{Container, FileSinkConfig};
+pub use file::{Container, FileSinkConfig, Rotation};
 pub use kvs::{KvsSink, KvsSinkConfig};
 pub use kvssink::{KvssinkConfig, KvssinkCredentials};
 pub use rtsp::{BasicAuth, MountStats, RtspMount, RtspServer, RtspServerConfig, RtspStats};
@@ -42,6 +42,9 @@ impl SinkConfig {
     /// A short description for logs (no secrets).
     pub fn describe(&self) -> String {
         match self {
+            SinkConfig::File(f) if f.rotation.is_some() => {
+                format!("file:{} (rotating)", f.pattern_for(0).display())
+            }
             SinkConfig::File(f) => format!("file:{}", f.path.display()),
             SinkConfig::Rtsp(m) => m.url().to_owned(),
             SinkConfig::Kvssink(k) => format!("kvssink:{} ({})", k.stream_name, k.region),
@@ -78,9 +81,14 @@ impl SinkConfig {
 impl FromStr for SinkConfig {
     type Err = TelescopeError;
 
-    /// `file:PATH` or a plain path ending in `.mkv`, `.mp4` or `.ts`.
+    /// `file:PATH` or a plain path ending in `.mkv`, `.mp4` or `.ts`, optionally rotating:
+    /// `file:PATH?rotate=10m&max-size=100MB&keep=24`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let path = s.strip_prefix("file:").unwrap_or(s);
+        let spec = s.strip_prefix("file:").unwrap_or(s);
+        let (path, options) = match spec.split_once('?') {
+            Some((p, o)) if !p.contains("://") => (p, Some(o)),
+            _ => (spec, None),
+        };
         if path.is_empty() {
             return Err(TelescopeError::Config(format!("sink `{s}` names no file")));
         }
@@ -89,7 +97,36 @@ impl FromStr for SinkConfig {
                 "sink `{s}`: network sinks need a server; use RtspServer::mount for rtsp:// (the CLI does this)"
             )));
         }
-        SinkConfig::file(path)
+        let file = FileSinkConfig::new(path)?;
+        let Some(options) = options else {
+            return Ok(SinkConfig::File(file));
+        };
+        let bad = |why: String| TelescopeError::Config(format!("sink `{s}`: {why}"));
+        let mut rotation = Rotation::default();
+        for pair in options.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| bad(format!("`{pair}` is not KEY=VALUE")))?;
+            match key {
+                "rotate" => {
+                    rotation.every = Some(crate::units::parse_duration(value).map_err(bad)?)
+                }
+                "max-size" => {
+                    rotation.max_bytes = Some(crate::units::parse_bytes(value).map_err(bad)?)
+                }
+                "keep" => {
+                    rotation.keep = value
+                        .parse()
+                        .map_err(|_| bad(format!("keep=`{value}` is not a number of files")))?
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown option `{other}` (rotate=10m, max-size=100MB, keep=N)"
+                    )))
+                }
+            }
+        }
+        file.rotating(rotation).map(SinkConfig::File)
     }
 }
 
