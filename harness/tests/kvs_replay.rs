@@ -401,3 +401,93 @@ fn get_media_now_streams_fragments_live_as_tagged_chunks() {
         "{stats}"
     );
 }
+
+/// The AWS CLI, as a reader of the README would use it, reads a replayed stream back from
+/// mock-kvs (`kinesisvideo get-data-endpoint`, `kinesis-video-media get-media`), and MKVToolNix's
+/// `mkvinfo` parses what it fetched as Matroska (the fragments' segments with KVS's tags).
+#[test]
+fn the_aws_cli_reads_the_stream_back_and_mkvinfo_parses_it() {
+    // `python -m awscli`: the venv's AWS CLI whether pip put it in the venv or found it in the
+    // system's site-packages.
+    let Some(python) = testkit::venv_tool("python").filter(|py| {
+        Command::new(py)
+            .args(["-m", "awscli", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the AWS CLI (ci/setup installs it)"
+        );
+        eprintln!("skipped: the AWS CLI is not installed (run ci/setup)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    gst_clip(&clip, 320, 240, "25/1", 100);
+    let (_mock, url) = start_mock(&[]);
+    let stats = replay(&clip, &url, "porch", &dir.path().join("stats.json"));
+    let cli = |args: &[&str]| {
+        let out = Command::new(&python)
+            .args(["-m", "awscli"])
+            .args(args)
+            .args(["--region", REGION, "--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let described = cli(&[
+        "--endpoint-url",
+        &url,
+        "kinesisvideo",
+        "describe-stream",
+        "--stream-name",
+        "porch",
+    ]);
+    assert_eq!(described["StreamInfo"]["Status"], "ACTIVE", "{described}");
+    let endpoint = cli(&[
+        "--endpoint-url",
+        &url,
+        "kinesisvideo",
+        "get-data-endpoint",
+        "--stream-name",
+        "porch",
+        "--api-name",
+        "GET_MEDIA",
+    ]);
+    let data = endpoint["DataEndpoint"].as_str().unwrap().to_owned();
+    let fetched = dir.path().join("cli.mkv");
+    cli(&[
+        "--endpoint-url",
+        &data,
+        "kinesis-video-media",
+        "get-media",
+        "--stream-name",
+        "porch",
+        "--start-selector",
+        "StartSelectorType=EARLIEST",
+        fetched.to_str().unwrap(),
+    ]);
+    let p = probe(&fetched);
+    assert_eq!((p.width, p.height, p.frames), (320, 240, 100), "{stats}");
+    let text = testkit::mkvinfo(&fetched);
+    assert!(text.contains("V_MPEG4/ISO/AVC"), "{text}");
+    // mkvinfo describes the first chunk's segment, tags included (it stops at the next EBML
+    // header, as with any chain of segments; ffprobe above decoded all of them).
+    assert!(text.contains("AWS_KINESISVIDEO_FRAGMENT_NUMBER"), "{text}");
+    assert!(
+        text.contains("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"),
+        "{text}"
+    );
+}

@@ -147,18 +147,9 @@ fn streams_persist_in_the_store_across_restarts() {
     });
 }
 
-/// moto's server from the venv ci/setup makes.
-fn moto_server() -> Option<std::path::PathBuf> {
-    let venv = std::env::var_os("TELESCOPE_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv"));
-    let bin = venv.join("bin/moto_server");
-    bin.exists().then_some(bin)
-}
-
 #[test]
 fn the_same_control_code_works_against_moto() {
-    let Some(moto) = moto_server() else {
+    let Some(moto) = testkit::venv_tool("moto_server") else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have moto_server (ci/setup installs it)"

@@ -50,6 +50,16 @@ fn warmup_finds_a_fractional_rate_and_every_frame_is_written() {
         ),
         (60, 320, 240, "24000/1001", "h264")
     );
+    // MKVToolNix reads the file as Matroska too: the track, its size and frame duration.
+    let info = testkit::mkvinfo(&out);
+    for want in [
+        "V_MPEG4/ISO/AVC",
+        "Pixel width: 320",
+        "Pixel height: 240",
+        "00:00:00.041708333",
+    ] {
+        assert!(info.contains(want), "{want} missing: {info}");
+    }
 }
 
 #[test]

@@ -200,3 +200,28 @@ pub fn assert_one_line_error(output: &Output, needle: &str) {
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains(needle), "`{needle}` in: {stderr}");
 }
+
+/// A program of the Python venv `ci/setup` makes (`TELESCOPE_VENV`, else `target/venv`):
+/// `moto_server`, `aws`. `None` when it is not installed.
+pub fn venv_tool(name: &str) -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("TELESCOPE_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv"));
+    let bin = venv.join("bin").join(name);
+    bin.exists().then_some(bin)
+}
+
+/// MKVToolNix's `mkvinfo` description of a Matroska file; panics when it cannot parse it.
+pub fn mkvinfo(path: &Path) -> String {
+    let out = host_tool("mkvinfo")
+        .arg(path)
+        .output()
+        .expect("mkvinfo runs (ci/setup installs mkvtoolnix)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mkvinfo failed on {}: {text}",
+        path.display()
+    );
+    text
+}

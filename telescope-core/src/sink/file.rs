@@ -316,10 +316,15 @@ mod tests {
             "file:a.mkv?keep=-1&rotate=1s",
         ] {
             let err = bad.parse::<SinkConfig>().unwrap_err().to_string();
-            assert!(err.contains("a.mkv") || err.contains("rotation"), "{bad}: {err}");
+            assert!(
+                err.contains("a.mkv") || err.contains("rotation"),
+                "{bad}: {err}"
+            );
         }
         // Without options, a plain file.
-        let SinkConfig::File(f) = "out.mp4".parse().unwrap() else { panic!() };
+        let SinkConfig::File(f) = "out.mp4".parse().unwrap() else {
+            panic!()
+        };
         assert_eq!(f.rotation, None);
     }
 }
