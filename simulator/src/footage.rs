@@ -85,6 +85,16 @@ impl Footage {
         convert
             .link(&appsink)
             .map_err(|e| FootageError::Pipeline(e.to_string()))?;
+        // A live RTSP camera keeps its own timing: frames stamped with the RTP timestamps it
+        // sent, not with arrival times that rtspsrc's jitter buffer corrects for clock skew
+        // (which run a percent off for the first seconds and make every run different).
+        decode.connect("source-setup", false, |args| {
+            let source = args.get(1).and_then(|v| v.get::<gst::Element>().ok());
+            if let Some(source) = source.filter(|s| s.find_property("buffer-mode").is_some()) {
+                source.set_property_from_str("buffer-mode", "none");
+            }
+            None
+        });
         let convert_weak = convert.downgrade();
         decode.connect_pad_added(move |_, pad| {
             let Some(convert) = convert_weak.upgrade() else {

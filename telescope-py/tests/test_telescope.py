@@ -247,6 +247,19 @@ def test_a_kvs_stream_into_mock_kvs_is_read_back_with_boto3(tmp_path, mock_kvs):
     assert probe(listed)[:3] == (160, 120, n)
 
 
+def test_a_rotating_file_sink_writes_a_series_of_files(tmp_path):
+    base = tmp_path / "cam.mkv"
+    t = telescope.Telescope(sinks=[f"file:{base}?rotate=1s&keep=2"], fps=10, width=160, height=120)
+    with t:
+        for i, f in enumerate(frames(35)):
+            assert t.put(f, timestamp=i / 10, block=True)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["cam-00002.mkv", "cam-00003.mkv"], written
+    assert [probe(tmp_path / n)[2] for n in written] == [10, 5]
+    with pytest.raises(telescope.ConfigError, match="rotate"):
+        telescope.Telescope(sinks=[f"file:{base}?rotate=soon"], fps=10, width=160, height=120)
+
+
 def test_timestamps_must_be_times(tmp_path):
     t = telescope.Telescope(sinks=[f"file:{tmp_path / 'ts.mkv'}"], fps=10, width=160, height=120)
     f = np.zeros((120, 160, 3), np.uint8)
