@@ -396,6 +396,29 @@ mod tests {
         }
     }
 
+    /// What an RTSP receiver's jitter buffer does to a 15 fps camera's timestamps while it
+    /// learns the sender's clock: intervals dip up to 0.75 % short over the first 2.5 s, then
+    /// recover. The warmup must not settle on the dip.
+    #[test]
+    fn a_receivers_clock_learning_at_the_start_does_not_bias_the_rate() {
+        let nominal = 1.0 / 15.0;
+        let mut t = 0.0f64;
+        let times: Vec<Duration> = (0..100)
+            .map(|k| {
+                let at = Duration::from_secs_f64(t);
+                let dip = if k < 38 {
+                    0.0075 * (std::f64::consts::PI * f64::from(k) / 38.0).sin()
+                } else {
+                    0.0
+                };
+                t += nominal * (1.0 - dip);
+                at
+            })
+            .collect();
+        let est = run(&times).unwrap();
+        assert_eq!(est.rate, Rate::new(15, 1).unwrap(), "{est:?}");
+    }
+
     #[test]
     fn uncommon_rates_are_measured_not_forced() {
         let rate = Rate::new(173, 10).unwrap();
