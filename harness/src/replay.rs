@@ -44,9 +44,10 @@ pub struct ReplayArgs {
     /// inconsistencies are reported before running.
     #[arg(long)]
     pub graph: Option<PathBuf>,
-    /// Where each camera's stream goes: `file:OUT.mkv` (or .mp4, .ts), `rtsp://HOST:PORT/PATH`
-    /// (served in process), `kvs://STREAM[?endpoint=URL&region=R]`. `{camera}` expands to the
-    /// camera's name. Repeat for several sinks.
+    /// Where each camera's stream goes: `file:OUT.mkv` (or .mp4, .ts; rotating with
+    /// `?rotate=10m&max-size=500MB&keep=N`), `rtsp://HOST:PORT/PATH` (served in process),
+    /// `kvs://STREAM[?endpoint=URL&region=R]`. `{camera}` expands to the camera's name. Repeat
+    /// for several sinks.
     #[arg(long = "sink", required = true)]
     pub sinks: Vec<String>,
     /// Also stream the tiled HDMI picture of every camera here (the streams as the app drew
