@@ -67,16 +67,6 @@ impl Coverage {
         }
     }
 
-    /// Top-left on the image.
-    pub fn origin(&self) -> (i32, i32) {
-        (self.x, self.y)
-    }
-
-    /// Width and height of the mask.
-    pub fn size(&self) -> (usize, usize) {
-        (self.width, self.height)
-    }
-
     /// The coverage at `(x, y)` of the mask (0 outside it).
     pub fn at(&self, x: usize, y: usize) -> u8 {
         if x < self.width && y < self.height {
@@ -211,7 +201,6 @@ impl<'a> Canvas<'a> {
         shift: (i32, i32),
         paint: &Paint,
     ) {
-        let n = N;
         let mut color = [0u8; N];
         for (c, p) in color.iter_mut().zip(paint.color) {
             *c = p;
@@ -234,18 +223,14 @@ impl<'a> Canvas<'a> {
             let skip = (x0 - x_start) as usize;
             let (x0, x1) = (x0 as usize, x_end as usize);
             let row = self.row(y as usize);
-            let px = &mut row[x0 * n..x1 * n];
+            let px = &mut row[x0 * N..x1 * N];
             if run.full {
                 paint.fill(px);
             } else {
                 let from = run.row as usize * coverage.width + run.start as usize + skip;
                 let cover = &coverage.mask[from..from + (x1 - x0)];
                 for (p, &c) in px.chunks_exact_mut(N).zip(cover) {
-                    let w = paint.partial[usize::from(c)];
-                    let keep = 256 - w;
-                    for (d, &s) in p.iter_mut().zip(&color) {
-                        *d = ((u16::from(*d) * keep + u16::from(s) * w + 128) >> 8) as u8;
-                    }
+                    blend_span(p, &color, paint.partial[usize::from(c)]);
                 }
             }
         }

@@ -116,16 +116,15 @@ impl Shape {
     }
 
     /// The same shape in another color.
-    pub fn recolored(&self, to: Color) -> Shape {
-        let mut s = self.clone();
-        match &mut s {
+    pub fn recolored(mut self, to: Color) -> Shape {
+        match &mut self {
             Shape::Line { color, .. }
             | Shape::Rect { color, .. }
             | Shape::Poly { color, .. }
             | Shape::Circle { color, .. }
             | Shape::Text { color, .. } => *color = to,
         }
-        s
+        self
     }
 }
 

@@ -623,9 +623,10 @@ fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), Dr
     } = shape
     {
         let placed = place_text(text, *at, *anchor, *height, w, h)?;
+        let mut canvas = canvas(mat)?;
         if let Some(bg) = *background {
             let b = placed.bounds;
-            canvas(mat)?.blend_rect(
+            canvas.blend_rect(
                 b.x,
                 b.y,
                 b.x + b.width,
@@ -635,7 +636,7 @@ fn draw_shape(mat: &mut Mat, channels: Channels, shape: &Shape) -> Result<(), Dr
             );
         }
         return draw_caption(
-            &mut canvas(mat)?,
+            &mut canvas,
             &placed,
             *height,
             bytes(channels, *color),
@@ -821,7 +822,7 @@ mod tests {
 
     #[test]
     fn rect_outlines_are_as_thick_as_asked_and_translucent_ones_blend_once() {
-        let mut m = Mat::new_rows_cols_with_default(40, 40, CV_8UC3, Scalar::all(0.0)).unwrap();
+        let mut m = canvas(40, 40);
         let scene = Scene::from_json(
             r##"{"annotations":[{"type":"rect","rect":[0.25,0.25,0.75,0.75],"color":"#ffffff80","thickness":3}]}"##,
         )
