@@ -225,7 +225,7 @@ impl App for MotionApp {
             if stream.is_cached {
                 continue;
             }
-            match self.detect(&stream.stream_id.clone(), &stream.image) {
+            match self.detect(&stream.stream_id, &stream.image) {
                 Ok(moving) => {
                     self.stats.frames += 1;
                     self.stats.boxes += moving.len() as u64;

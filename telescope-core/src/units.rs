@@ -3,17 +3,24 @@
 
 use std::time::Duration;
 
-/// Parses a duration; bare numbers are seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
+/// A number and the unit after it (`1.5s` -> 1.5, `s`); `what` names the quantity and shows
+/// examples when there is no number.
+fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(f64, &'a str), String> {
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let value: f64 = number
+    let value = number
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration (use 90s, 10m, 1h, 500ms)"))?;
-    let seconds = match unit.trim() {
+        .map_err(|_| format!("`{s}` is not a {what}"))?;
+    Ok((value, unit.trim()))
+}
+
+/// Parses a duration; bare numbers are seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (value, unit) = number_and_unit(s, "duration (use 90s, 10m, 1h, 500ms)")?;
+    let seconds = match unit {
         "" | "s" | "sec" => value,
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
@@ -32,14 +39,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `KiB`, `MiB`, `GiB` powers of 1024 (case-insensitive, `k`/`M`/`G` alone as well).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (use 500kB, 100MB, 2GiB)"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (value, unit) = number_and_unit(s, "size (use 500kB, 100MB, 2GiB)")?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "m" | "mb" => 1e6,

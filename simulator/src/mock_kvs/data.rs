@@ -392,11 +392,15 @@ fn stream_of(ctx: &Ctx, input: &Value) -> Result<String, super::ApiError> {
         .ok_or_else(|| not_found(name.or(arn).unwrap_or_default()))
 }
 
+/// A time in milliseconds as KVS's tags write it: seconds with three decimals.
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
 /// One GetMedia chunk, as KVS sends it: the fragment as a stand-alone MKV segment (the stream
 /// header, then tags naming the fragment, its cluster, and tags saying how far behind the
 /// newest fragment it is and how to continue after it).
 fn chunk(f: &StoredFragment, newest_server_ms: u64) -> Vec<u8> {
-    let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
     let mut out = Vec::with_capacity(f.header.len() + f.raw.len() + 256);
     out.extend_from_slice(&f.header);
     out.extend_from_slice(&mkv::tags(&[
@@ -611,7 +615,6 @@ pub(super) fn get_media_for_fragment_list(ctx: &Ctx, input: &Value) -> Response<
             "Fragments must list 1 to 1000 fragment numbers",
         )));
     }
-    let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
     let media = ctx.media();
     let fragments = media.get(&stream).map_or(&[][..], |m| &m.fragments[..]);
     let mut out = Vec::new();

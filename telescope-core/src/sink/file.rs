@@ -53,6 +53,15 @@ pub struct Rotation {
     pub keep: u32,
 }
 
+/// A path's file stem and extension (empty when absent).
+fn stem_and_ext(path: &Path) -> (String, String) {
+    let text = |p: Option<&std::ffi::OsStr>| {
+        p.map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    (text(path.file_stem()), text(path.extension()))
+}
+
 /// A file to write the stream to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSinkConfig {
@@ -94,14 +103,8 @@ impl FileSinkConfig {
     /// the file's index; a `%` of the path itself is doubled).
     pub fn pattern_for(&self, incarnation: u32) -> PathBuf {
         let base = self.path_for(incarnation);
-        let stem = base
-            .file_stem()
-            .map(|s| s.to_string_lossy().replace('%', "%%"))
-            .unwrap_or_default();
-        let ext = base
-            .extension()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (stem, ext) = stem_and_ext(&base);
+        let stem = stem.replace('%', "%%");
         let parent = base
             .parent()
             .map(|p| p.to_string_lossy().replace('%', "%%"));
@@ -115,14 +118,7 @@ impl FileSinkConfig {
     /// The path of file `index` of a rotating sink's incarnation `n`.
     pub fn rotated_path(&self, incarnation: u32, index: u32) -> PathBuf {
         let base = self.path_for(incarnation);
-        let stem = base
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ext = base
-            .extension()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (stem, ext) = stem_and_ext(&base);
         base.with_file_name(format!("{stem}-{index:05}.{ext}"))
     }
 
@@ -131,16 +127,7 @@ impl FileSinkConfig {
         if incarnation == 0 {
             return self.path.clone();
         }
-        let stem = self
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ext = self
-            .path
-            .extension()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (stem, ext) = stem_and_ext(&self.path);
         self.path
             .with_file_name(format!("{stem}.{incarnation}.{ext}"))
     }
