@@ -29,13 +29,15 @@ fn start_mock(faults: &[&str]) -> (ChildGuard, String) {
 }
 
 fn replay(clip: &Path, url: &str, stream: &str, stats: &Path) -> serde_json::Value {
+    let args = [clip.to_str().unwrap(), "--virtual-clock", "--create-stream"];
+    replay_args(&args, url, stream, stats)
+}
+
+/// `telescope replay ARGS --sink kvs://STREAM...` with the test's keys; its counters.
+fn replay_args(args: &[&str], url: &str, stream: &str, stats: &Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_telescope"))
-        .args([
-            "replay",
-            clip.to_str().unwrap(),
-            "--virtual-clock",
-            "--create-stream",
-        ])
+        .arg("replay")
+        .args(args)
         .arg("--sink")
         .arg(format!("kvs://{stream}?endpoint={url}&region={REGION}"))
         .arg("--stats-json")
@@ -266,38 +268,8 @@ fn get_media_now_streams_fragments_live_as_tagged_chunks() {
             "5s",
         ],
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let kvs = telescope::kvs::KvsConfig {
-        region: REGION.into(),
-        endpoint: Some(url.clone()),
-        credentials: telescope::credentials::CredentialSource::Static {
-            access_key_id: KEY.into(),
-            secret_access_key: SECRET.into(),
-            session_token: None,
-        },
-    };
-    let media = rt.block_on(async {
-        let control = telescope::kvs::KvsControl::new(&kvs).await.unwrap();
-        control
-            .create("live", &telescope::kvs::CreateStreamOptions::default())
-            .await
-            .unwrap();
-        let endpoint = control
-            .data_endpoint("live", telescope::kvs::DataApi::GetMedia)
-            .await
-            .unwrap();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(kvs.credentials.provider(REGION).await)
-            .endpoint_url(endpoint)
-            .load()
-            .await;
-        aws_sdk_kinesisvideomedia::Client::new(&shared)
-    });
+    let rt = common::runtime();
+    let media = rt.block_on(common::media_client(&url, "live", KEY, SECRET, true));
     let media_again = media.clone();
     // The reader: every piece of the payload with the time it arrived.
     let reader = rt.spawn(async move {
@@ -321,32 +293,13 @@ fn get_media_now_streams_fragments_live_as_tagged_chunks() {
         pieces
     });
     let stats_path = dir.path().join("stats.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_telescope"))
-        .args([
-            "replay",
-            "pattern:ball@160x120@10",
-            "--duration",
-            "5",
-            "--quiet",
-        ])
-        .arg("--sink")
-        .arg(format!("kvs://live?endpoint={url}&region={REGION}"))
-        .arg("--stats-json")
-        .arg(&stats_path)
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap();
-    let producer_done = std::time::Instant::now();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stats = replay_args(
+        &["pattern:ball@160x120@10", "--duration", "5", "--quiet"],
+        &url,
+        "live",
+        &stats_path,
     );
-    let stats: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&stats_path).unwrap()).unwrap();
+    let producer_done = std::time::Instant::now();
     let pieces = rt
         .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(30), reader).await })
         .expect("the GetMedia response ends once fragments stop coming")

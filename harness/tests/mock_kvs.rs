@@ -157,11 +157,7 @@ fn the_same_control_code_works_against_moto() {
         eprintln!("skipped: moto_server not installed (run ci/setup)");
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     let _guard = ChildGuard(
         Command::new(moto)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -22,11 +22,7 @@ fn a_replay_report_matches_what_kvs_and_rtsp_received() {
         env!("CARGO_BIN_EXE_telescope"),
         &["--access-key", KEY, "--secret-key", SECRET],
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     let rtsp = format!("rtsp://127.0.0.1:{port}/cam");
     let report_dir = dir.path().join("run");
     let child = Command::new(env!("CARGO_BIN_EXE_telescope"))

@@ -1,33 +1,32 @@
 //! `telescope replay --sink rtsp://...` serves the replay to a real RTSP client until Ctrl-C.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{ChildStdout, Command, Stdio};
 
 use testkit::{gst_clip, probe, ChildGuard};
 
-#[test]
-fn replay_serves_rtsp_until_interrupted() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mkv");
+/// A replay serving a looping 320x240 15 fps clip at `rtsp://127.0.0.1:PORT/PATH` (with
+/// `extra` arguments), once it has said so on its first line of output.
+struct Served {
+    guard: ChildGuard,
+    /// The rest of its output, kept open: it may still write.
+    stdout: BufReader<ChildStdout>,
+    url: String,
+    port: u16,
+}
+
+fn serve_clip(dir: &Path, path: &str, extra: &[&str], stderr: Stdio) -> Served {
+    let clip = dir.join("clip.mkv");
     gst_clip(&clip, 320, 240, "15/1", 30);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("rtsp://127.0.0.1:{port}/lobby");
+    let port = testkit::free_port();
+    let url = format!("rtsp://127.0.0.1:{port}{path}");
     let child = Command::new(env!("CARGO_BIN_EXE_telescope"))
-        .args([
-            "replay",
-            clip.to_str().unwrap(),
-            "--sink",
-            &url,
-            "--loops",
-            "0",
-        ])
-        .args(["--rtsp-user", "ops", "--rtsp-pass", "door-code-1234"])
+        .args(["replay", clip.to_str().unwrap(), "--sink", &url])
+        .args(["--loops", "0"])
+        .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut guard = ChildGuard(child);
@@ -35,6 +34,28 @@ fn replay_serves_rtsp_until_interrupted() {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     assert!(first.starts_with(&format!("serving {url}")), "{first}");
+    Served {
+        guard,
+        stdout,
+        url,
+        port,
+    }
+}
+
+#[test]
+fn replay_serves_rtsp_until_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Served {
+        mut guard,
+        mut stdout,
+        port,
+        ..
+    } = serve_clip(
+        dir.path(),
+        "/lobby",
+        &["--rtsp-user", "ops", "--rtsp-pass", "door-code-1234"],
+        Stdio::piped(),
+    );
 
     let authed = format!("rtsp://ops:door-code-1234@127.0.0.1:{port}/lobby");
     let probe = Command::new("timeout")
@@ -92,27 +113,8 @@ fn replay_serves_rtsp_until_interrupted() {
 #[test]
 fn a_live_rtsp_camera_is_a_source() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mkv");
-    gst_clip(&clip, 320, 240, "15/1", 30);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("rtsp://127.0.0.1:{port}/camera");
-    let camera = Command::new(env!("CARGO_BIN_EXE_telescope"))
-        .args(["replay", clip.to_str().unwrap(), "--sink", &url])
-        .args(["--loops", "0", "--quiet"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut camera = ChildGuard(camera);
-    // Kept open until the end: the camera replay may still write to it.
-    let mut camera_out = BufReader::new(camera.0.stdout.take().unwrap());
-    let mut first = String::new();
-    camera_out.read_line(&mut first).unwrap();
-    assert!(first.starts_with(&format!("serving {url}")), "{first}");
+    let camera = serve_clip(dir.path(), "/camera", &["--quiet"], Stdio::null());
+    let url = camera.url.clone();
 
     let out = dir.path().join("live.mkv");
     let report = dir.path().join("report");
@@ -145,5 +147,5 @@ fn a_live_rtsp_camera_is_a_source() {
         (320, 240, frames_out),
         "{p:?}"
     );
-    drop(camera_out);
+    drop(camera);
 }

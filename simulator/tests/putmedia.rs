@@ -47,11 +47,7 @@ fn fragment(i: u64) -> (u64, Vec<u8>) {
 #[test]
 fn a_full_store_evicts_the_oldest_fragments_and_counts_them() {
     // Nothing listens on this port: every connection attempt fails.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     let mut config = PutMediaConfig::new(format!("http://127.0.0.1:{port}"), "cam", "us-east-1");
     let one = fragment(0).1.len();
     config.store_bytes = 3 * one;

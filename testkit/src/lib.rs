@@ -225,3 +225,12 @@ pub fn mkvinfo(path: &Path) -> String {
     );
     text
 }
+
+/// A loopback TCP port nothing listens on at this moment (the OS picked it; a server started
+/// right after may take it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the OS gives a loopback port")
+}
