@@ -253,3 +253,103 @@ fn a_jittery_dropping_freezing_camera_still_makes_a_constant_rate_file() {
         "another seed, another run"
     );
 }
+
+/// Every frame of a file, decoded by ffmpeg as it comes (no rate conversion), as 32x24 gray.
+fn decoded_thumbnails(path: &Path) -> Vec<Vec<u8>> {
+    let out = testkit::host_tool("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-vf",
+            "scale=32:24:flags=area,format=gray",
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg cannot decode {}",
+        path.display()
+    );
+    out.stdout.chunks(32 * 24).map(<[u8]>::to_vec).collect()
+}
+
+fn distance(a: &[u8], b: &[u8]) -> u64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)).pow(2))
+        .sum()
+}
+
+/// Output frame i is source frame i: closer to it than to any of its neighbours.
+fn assert_frame_for_frame(source: &Path, output: &Path) {
+    let src = decoded_thumbnails(source);
+    let out = decoded_thumbnails(output);
+    assert_eq!(out.len(), src.len(), "{}: frame count", source.display());
+    for (i, frame) in out.iter().enumerate() {
+        let nearest = (i.saturating_sub(3)..(i + 4).min(src.len()))
+            .min_by_key(|&j| distance(frame, &src[j]))
+            .unwrap();
+        assert_eq!(nearest, i, "{}: output frame {i}", source.display());
+    }
+}
+
+#[test]
+fn footage_whose_container_repeats_or_omits_times_replays_every_frame_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Containers that stamp only some frames (AVI has none, MPEG-PS not every frame), with
+    // B-frames so decoders repeat or reorder times; 23.976 fps as such files usually are.
+    let clips: [(&str, &[&str]); 4] = [
+        (
+            "mpeg4-bframes.avi",
+            &["-c:v", "mpeg4", "-bf", "2", "-vtag", "XVID", "-q:v", "3"],
+        ),
+        (
+            "h264-bframes.avi",
+            &[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-bf",
+                "3",
+                "-crf",
+                "18",
+            ],
+        ),
+        (
+            "mpeg2.mpg",
+            &["-c:v", "mpeg2video", "-bf", "2", "-q:v", "3"],
+        ),
+        (
+            "mpeg4-bframes.mkv",
+            &["-c:v", "mpeg4", "-bf", "2", "-q:v", "3"],
+        ),
+    ];
+    for (name, codec) in clips {
+        let clip = dir.path().join(name);
+        let mut args = vec![
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=192x144:rate=24000/1001",
+            "-frames:v",
+            "96",
+        ];
+        args.extend_from_slice(codec);
+        args.push(clip.to_str().unwrap());
+        ffmpeg(&args);
+        let out = dir.path().join(format!("{name}.out.mkv"));
+        let (_, stats) = replay(&clip, &out, &["--virtual-clock"]);
+        assert_eq!(stats["frames_read"], 96, "{name}: {stats}");
+        assert_eq!(stats["superseded"], 0, "{name}: {stats}");
+        assert_eq!(stats["frames_duplicated"], 0, "{name}: {stats}");
+        assert_eq!(stats["frames_rate_dropped"], 0, "{name}: {stats}");
+        assert_eq!(stats["rate"], "24000/1001", "{name}: {stats}");
+        assert_frame_for_frame(&clip, &out);
+    }
+}

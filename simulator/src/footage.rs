@@ -8,6 +8,8 @@ use gst::prelude::*;
 use gst_app::AppSink;
 use telescope::{Frame, PixelFormat};
 
+use crate::timestamps::Retimer;
+
 /// Why footage cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -15,6 +17,9 @@ pub enum FootageError {
     /// The file does not exist.
     #[error("footage not found: {0}")]
     NotFound(PathBuf),
+    /// The path is a directory, not a video file.
+    #[error("{0} is a directory, not footage (a directory of PNG files is images:DIR)")]
+    Directory(PathBuf),
     /// GStreamer could not open or decode it.
     #[error("cannot decode {source_name}: {reason}")]
     Undecodable { source_name: String, reason: String },
@@ -32,6 +37,7 @@ pub struct Footage {
     pipeline: gst::Pipeline,
     appsink: AppSink,
     first_pts: Option<gst::ClockTime>,
+    retimer: Retimer<Frame>,
     finished: bool,
 }
 
@@ -50,6 +56,9 @@ fn make(factory: &'static str) -> Result<gst::Element, FootageError> {
 impl Footage {
     /// Open a local file.
     pub fn open(path: &Path) -> Result<Self, FootageError> {
+        if path.is_dir() {
+            return Err(FootageError::Directory(path.to_path_buf()));
+        }
         if !path.is_file() {
             return Err(FootageError::NotFound(path.to_path_buf()));
         }
@@ -127,6 +136,7 @@ impl Footage {
             pipeline,
             appsink,
             first_pts: None,
+            retimer: Retimer::new(None),
             finished: false,
         };
         footage
@@ -199,19 +209,42 @@ impl Footage {
     }
 
     /// The next frame, stamped with its presentation time counted from the first frame;
-    /// `Ok(None)` at the end of the footage.
+    /// `Ok(None)` at the end of the footage. Frames the container gave no time, or the time
+    /// of the frame before, get one between their neighbours ([`Retimer`]): every decoded
+    /// frame comes out once, at a distinct time.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FootageError> {
-        if self.finished {
-            return Ok(None);
+        loop {
+            if let Some((frame, at)) = self.retimer.pop() {
+                return Ok(Some(frame.at(at)));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            match self.pull()? {
+                Some((frame, time)) => self.retimer.push(frame, time),
+                None => {
+                    self.finished = true;
+                    self.retimer.finish();
+                }
+            }
         }
+    }
+
+    /// Frames whose time was interpolated or replaced so far.
+    pub fn retimed(&self) -> u64 {
+        self.retimer.repaired()
+    }
+
+    /// The next decoded frame and its time as the container gave it; `None` at the end.
+    fn pull(&mut self) -> Result<Option<(Frame, Option<Duration>)>, FootageError> {
         let Some(sample) = self
             .appsink
             .try_pull_sample(gst::ClockTime::from_seconds(60))
         else {
-            self.finished = true;
             if self.appsink.is_eos() {
                 return Ok(None);
             }
+            self.finished = true;
             return Err(self.bus_error());
         };
         let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
@@ -221,9 +254,15 @@ impl Footage {
         };
         let info = gst_video::VideoInfo::from_caps(caps)
             .map_err(|e| FootageError::Pipeline(e.to_string()))?;
-        let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
-        let first = *self.first_pts.get_or_insert(pts);
-        let at = Duration::from_nanos(pts.saturating_sub(first).nseconds());
+        let fps = info.fps();
+        self.retimer.declare(telescope::Rate::new(
+            u32::try_from(fps.numer()).unwrap_or(0),
+            u32::try_from(fps.denom()).unwrap_or(0),
+        ));
+        let time = buffer.pts().map(|pts| {
+            let first = *self.first_pts.get_or_insert(pts);
+            Duration::from_nanos(pts.saturating_sub(first).nseconds())
+        });
         let map = buffer
             .map_readable()
             .map_err(|e| FootageError::Pipeline(e.to_string()))?;
@@ -236,7 +275,7 @@ impl Footage {
             stride,
         )
         .map_err(|e| FootageError::Pipeline(e.to_string()))?;
-        Ok(Some(frame.at(at)))
+        Ok(Some((frame, time)))
     }
 
     /// The footage's frame rate as the container declares it, when it declares one.
@@ -267,6 +306,10 @@ mod tests {
             Err(FootageError::NotFound(_))
         ));
         let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Footage::open(dir.path()),
+            Err(FootageError::Directory(_))
+        ));
         let junk = dir.path().join("junk.avi");
         std::fs::write(&junk, b"this is not a video at all").unwrap();
         let err = Footage::open(&junk).unwrap_err();

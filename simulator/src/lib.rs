@@ -9,6 +9,7 @@ pub mod motion;
 pub mod netem;
 pub mod node;
 pub mod source;
+pub mod timestamps;
 pub mod timing;
 
 pub use footage::{Footage, FootageError};
