@@ -218,10 +218,10 @@ impl Golden {
     pub fn check(&self, name: &str, actual: &Frame) -> Result<Outcome, GoldenError> {
         let expected_path = self.snapshots.join(format!("{name}.png"));
         let new = self.snapshots.join(format!("{name}.png.new"));
-        let io = |source| {
+        let io = |error| {
             GoldenError::Image(ImageError::Io {
                 path: self.snapshots.clone(),
-                source,
+                error,
             })
         };
         std::fs::create_dir_all(&self.snapshots).map_err(io)?;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use simulator::images::{read_png, write_png};
+use simulator::images::{check_dimensions, jpeg_dimensions, read_png, write_png};
 use simulator::Footage;
 use telescope::annotation::opencv::FrameDriver;
 use telescope::annotation::{Driver, Scene};
@@ -56,6 +56,11 @@ fn load(path: &Path, index: u64) -> Result<Frame> {
             );
         }
         return Ok(read_png(path)?);
+    }
+    // A JPEG's declared size is checked before GStreamer's decoder allocates the frame (read_png
+    // checks PNG headers the same way).
+    if let Some((width, height)) = jpeg_dimensions(path)? {
+        check_dimensions(path, width, height)?;
     }
     let mut footage = Footage::open(path).context("cannot read the image")?;
     let mut n = 0;

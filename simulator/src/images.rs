@@ -12,11 +12,11 @@ use telescope::{Frame, PixelFormat};
 #[non_exhaustive]
 pub enum ImageError {
     /// The file could not be opened, read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Said in the message, so not also a `source`: one-line error chains name it once.
+        error: std::io::Error,
     },
     /// Not a PNG, or a damaged one.
     #[error("{}: not a readable PNG: {reason}", path.display())]
@@ -27,24 +27,134 @@ pub enum ImageError {
     /// Encoding failed.
     #[error("{}: PNG encoding failed: {reason}", path.display())]
     Encode { path: PathBuf, reason: String },
+    /// The image declares more pixels than [`MAX_IMAGE_SIDE`] / [`MAX_IMAGE_PIXELS`] allow;
+    /// refused before anything is decoded or allocated.
+    #[error(
+        "{}: the image declares {width}x{height} pixels, more than the {MAX_IMAGE_SIDE} a side and {MAX_IMAGE_PIXELS} in all that are read",
+        path.display()
+    )]
+    TooLarge {
+        path: PathBuf,
+        width: u64,
+        height: u64,
+    },
+}
+
+/// The widest or tallest image read (PNG for `telescope annotate` and `images:` cameras, JPEG
+/// headers checked before `annotate` hands a file to the decoder): 16384 pixels.
+pub const MAX_IMAGE_SIDE: u64 = 16_384;
+/// The most pixels an image read may have: 40 million (an 8K UHD frame has 33 million). A
+/// decoded image then takes at most 160 MB (4 bytes a pixel before conversion to BGR).
+pub const MAX_IMAGE_PIXELS: u64 = 40_000_000;
+/// What the PNG decoder may allocate besides the output image (metadata chunks, ICC profiles,
+/// its row buffers): 64 MiB.
+const PNG_DECODER_BYTES: usize = 64 << 20;
+
+/// Refuses dimensions beyond the limits, before any pixel is decoded.
+pub fn check_dimensions(path: &Path, width: u64, height: u64) -> Result<(), ImageError> {
+    if width > MAX_IMAGE_SIDE
+        || height > MAX_IMAGE_SIDE
+        || width.saturating_mul(height) > MAX_IMAGE_PIXELS
+    {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
+    Ok(())
+}
+
+/// The dimensions a JPEG file declares in its frame header (SOFn), read without decoding;
+/// `Ok(None)` when the file is not a JPEG or has no frame header in its first segments.
+pub fn jpeg_dimensions(path: &Path) -> Result<Option<(u64, u64)>, ImageError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = BufReader::new(fs::File::open(path).map_err(io)?);
+    let mut two = [0u8; 2];
+    if file.read_exact(&mut two).is_err() || two != [0xFF, 0xD8] {
+        return Ok(None);
+    }
+    // Segments until the first frame header; a bounded number, so a file of empty segments
+    // cannot keep this busy.
+    for _ in 0..1024 {
+        let mut marker = [0u8; 2];
+        if file.read_exact(&mut marker).is_err() || marker[0] != 0xFF {
+            return Ok(None);
+        }
+        let kind = marker[1];
+        if kind == 0xFF || (0xD0..=0xD7).contains(&kind) || kind == 0x01 {
+            // Fill bytes and markers without a length.
+            file.seek(SeekFrom::Current(if kind == 0xFF { -1 } else { 0 }))
+                .map_err(io)?;
+            continue;
+        }
+        if kind == 0xD9 || kind == 0xDA {
+            return Ok(None);
+        }
+        let mut len = [0u8; 2];
+        if file.read_exact(&mut len).is_err() {
+            return Ok(None);
+        }
+        let len = u16::from_be_bytes(len);
+        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&kind) && ![0xC4, 0xC8, 0xCC].contains(&kind) {
+            let mut sof = [0u8; 5];
+            if file.read_exact(&mut sof).is_err() {
+                return Ok(None);
+            }
+            let height = u64::from(u16::from_be_bytes([sof[1], sof[2]]));
+            let width = u64::from(u16::from_be_bytes([sof[3], sof[4]]));
+            return Ok(Some((width, height)));
+        }
+        if len < 2 {
+            return Ok(None);
+        }
+        file.seek(SeekFrom::Current(i64::from(len) - 2))
+            .map_err(io)?;
+    }
+    Ok(None)
 }
 
 /// Reads a PNG into a tightly packed BGR frame (gray PNGs into GRAY8).
 pub fn read_png(path: &Path) -> Result<Frame, ImageError> {
-    let io = |source| ImageError::Io {
+    let io = |error| ImageError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let decode = |reason: String| ImageError::Decode {
         path: path.to_path_buf(),
         reason,
     };
     let file = fs::File::open(path).map_err(io)?;
-    let mut decoder = png::Decoder::new(BufReader::new(file));
+    let mut decoder = png::Decoder::new_with_limits(
+        BufReader::new(file),
+        png::Limits {
+            bytes: PNG_DECODER_BYTES,
+        },
+    );
     // 16-bit to 8, palettes and low bit depths expanded.
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|e| decode(e.to_string()))?;
-    let mut buf = vec![0; reader.output_buffer_size()];
+    // The header's dimensions are checked before the output buffer exists: a few hundred
+    // bytes can declare 100000x100000 pixels (40 GB).
+    let (width, height) = (reader.info().width, reader.info().height);
+    check_dimensions(path, u64::from(width), u64::from(height))?;
+    let size = reader.output_buffer_size();
+    if size as u64 > MAX_IMAGE_PIXELS * 4 {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            width: u64::from(width),
+            height: u64::from(height),
+        });
+    }
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size)
+        .map_err(|e| decode(format!("cannot allocate {size} bytes: {e}")))?;
+    buf.resize(size, 0);
     let info = reader
         .next_frame(&mut buf)
         .map_err(|e| decode(e.to_string()))?;
@@ -96,9 +206,9 @@ pub fn write_png(path: &Path, frame: &Frame) -> Result<(), ImageError> {
             data.extend_from_slice(line);
         }
     }
-    let io = |source| ImageError::Io {
+    let io = |error| ImageError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let encode = |e: png::EncodingError| ImageError::Encode {
         path: path.to_path_buf(),
@@ -144,5 +254,89 @@ mod tests {
             read_png(&dir.path().join("missing.png")),
             Err(ImageError::Io { .. })
         ));
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for b in bytes {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A valid PNG header declaring `width`x`height` RGB pixels, one tiny IDAT, IEND: a few
+    /// dozen bytes.
+    pub(crate) fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], data: &[u8]| {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend_from_slice(data);
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&crc32(&body).to_be_bytes());
+        };
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        chunk(b"IHDR", &ihdr);
+        // zlib: an empty stored block.
+        chunk(
+            b"IDAT",
+            &[
+                0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x01,
+            ],
+        );
+        chunk(b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn image_bombs_are_refused_from_their_header_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bomb.png");
+        // 40 GB declared (aborted the process before), then 0.9 Gpx within the u32 range, then
+        // one side too long with few pixels.
+        for (w, h) in [(100_000, 100_000), (30_000, 30_000), (20_000, 10)] {
+            std::fs::write(&p, png_declaring(w, h)).unwrap();
+            match read_png(&p) {
+                Err(ImageError::TooLarge { width, height, .. }) => {
+                    assert_eq!((width, height), (u64::from(w), u64::from(h)))
+                }
+                other => panic!("{w}x{h}: {other:?}"),
+            }
+        }
+        let message = read_png(&p).unwrap_err().to_string();
+        assert!(
+            message.contains("20000x10") && message.contains("16384"),
+            "{message}"
+        );
+        // Within the limits, the same header is an ordinary (truncated) PNG: a decode error.
+        std::fs::write(&p, png_declaring(64, 48)).unwrap();
+        assert!(matches!(read_png(&p), Err(ImageError::Decode { .. })));
+    }
+
+    #[test]
+    fn jpeg_headers_give_their_dimensions_without_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jpg");
+        // SOI, an APP0 segment, SOF0 declaring 65535x60000.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
+        jpeg.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08, 0xEA, 0x60, 0xFF, 0xFF, 3]);
+        std::fs::write(&p, &jpeg).unwrap();
+        assert_eq!(jpeg_dimensions(&p).unwrap(), Some((65535, 60000)));
+        assert!(matches!(
+            check_dimensions(&p, 65535, 60000),
+            Err(ImageError::TooLarge { .. })
+        ));
+        std::fs::write(&p, b"not a jpeg").unwrap();
+        assert_eq!(jpeg_dimensions(&p).unwrap(), None);
+        assert!(check_dimensions(&p, 7680, 4320).is_ok());
     }
 }

@@ -19,4 +19,4 @@ pub use geometry::{Line, Point, PolyLine, Rect};
 pub use layout::{Shape, Skip};
 pub use media::{MediaCanvas, MediaDriver};
 pub use overlay::Overlay;
-pub use scene::{Anchor, Annotation, MarkerStyle, Scene, SceneError};
+pub use scene::{Anchor, Annotation, MarkerStyle, Scene, SceneError, MAX_TEXT_CHARS};

@@ -230,7 +230,21 @@ pub enum SceneError {
     /// A timestamp that is not RFC 3339.
     #[error("annotation {index}: `{time}` is not an RFC 3339 time")]
     BadTime { index: usize, time: String },
+    /// A text (label, box label, timestamp format) longer than [`MAX_TEXT_CHARS`]: drawing
+    /// costs time in proportion to its length (10 MB took 100 s at size 1.0).
+    #[error(
+        "annotation {index}: {what} has {chars} characters, more than the {MAX_TEXT_CHARS} drawn"
+    )]
+    TextTooLong {
+        index: usize,
+        what: &'static str,
+        chars: usize,
+    },
 }
+
+/// The longest text an annotation may carry, in characters: a caption of 1024 characters is
+/// wider than any screen at a readable size and draws in milliseconds.
+pub const MAX_TEXT_CHARS: usize = 1024;
 
 impl Scene {
     /// Parse and validate JSON.
@@ -282,6 +296,25 @@ impl Scene {
             };
             if points.iter().any(|p| !p.is_finite()) {
                 return Err(SceneError::NotFinite { index });
+            }
+            let text = match a {
+                Annotation::Label { text, .. } => Some(("the text", text)),
+                Annotation::BoundingBox { label: Some(l), .. } => Some(("the label", l)),
+                Annotation::Timestamp {
+                    format: Some(f), ..
+                } => Some(("the format", f)),
+                _ => None,
+            };
+            if let Some((what, text)) = text {
+                // Counted only up to the limit: a 10 MB string is refused just as fast.
+                let chars = text.chars().take(MAX_TEXT_CHARS + 1).count();
+                if chars > MAX_TEXT_CHARS {
+                    return Err(SceneError::TextTooLong {
+                        index,
+                        what,
+                        chars: text.chars().count(),
+                    });
+                }
             }
             let range = |what: &str, v: f64, max: f64| {
                 if v.is_finite() && v > 0.0 && v <= max {
@@ -364,6 +397,44 @@ mod tests {
             matches!(&scene.annotations[0], Annotation::Label { color, size, .. } if *color == Color::rgb(255, 0, 0) && *size == 0.03)
         );
         assert_eq!(Scene::from_json(&scene.to_json()).unwrap(), scene);
+    }
+
+    #[test]
+    fn texts_longer_than_the_limit_are_refused_before_drawing() {
+        let label = |text: String| {
+            format!(
+                r#"{{"annotations":[{{"type":"label","text":"{text}","at":[0,0],"size":1.0}}]}}"#
+            )
+        };
+        // 10 MB took 100 s to draw at size 1.0; it is refused at once.
+        let started = std::time::Instant::now();
+        let err = Scene::from_json(&label("é".repeat(5_000_000))).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(
+            matches!(
+                err,
+                SceneError::TextTooLong {
+                    index: 0,
+                    chars: 5_000_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1024"), "{err}");
+        assert!(Scene::from_json(&label("x".repeat(MAX_TEXT_CHARS))).is_ok());
+        let boxed = format!(
+            r#"{{"annotations":[{{"type":"timestamp","at":[0,0]}},{{"type":"bounding_box","rect":[0,0,1,1],"label":"{}"}}]}}"#,
+            "y".repeat(MAX_TEXT_CHARS + 1)
+        );
+        assert!(matches!(
+            Scene::from_json(&boxed),
+            Err(SceneError::TextTooLong {
+                index: 1,
+                what: "the label",
+                ..
+            })
+        ));
     }
 
     #[test]
