@@ -74,6 +74,19 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * page)
 }
 
+/// Memory the kernel says new work can have (`MemAvailable` in `/proc/meminfo`), in bytes;
+/// `None` where it does not say.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&info)
+}
+
+fn parse_mem_available(info: &str) -> Option<u64> {
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Samples until stopped; `read` returns every camera's counters.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
@@ -363,6 +376,14 @@ impl ProcessReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn available_memory_is_read_from_meminfo() {
+        let info = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   2048 kB\n";
+        assert_eq!(parse_mem_available(info), Some(2048 * 1024));
+        assert_eq!(parse_mem_available("MemTotal: 5 kB\n"), None);
+        assert!(available_memory().is_some_and(|b| b > 0));
+    }
 
     #[test]
     fn thread_stats_parse_and_group_with_what_ended_apart() {

@@ -197,6 +197,140 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
     );
 }
 
+/// The binary, ended by coreutils' `timeout` after 60 s (exit 124) if it hangs.
+fn telescope_bounded(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-s", "KILL", "60", env!("CARGO_BIN_EXE_telescope")])
+        .args(args)
+        .output()
+        .expect("timeout runs the telescope binary")
+}
+
+#[test]
+fn options_and_sources_no_stream_can_have_fail_at_once_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let sink = format!("file:{}", out.display());
+    let clip = dir.path().join("clip.mkv");
+    gst_clip(&clip, 64, 48, "10/1", 5);
+    let clip = clip.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--fps", "1000000000"], "1000 fps"),
+        (vec!["--width", "100000", "--height", "100000"], "16384"),
+        (vec!["--fps", "0.0001"], "1/3600"),
+    ] {
+        let mut all = vec!["replay", clip, "--sink", &sink];
+        all.extend(args);
+        assert_one_line_error(&telescope_bounded(&all), needle);
+    }
+    // A source whose frames no encoder takes ends the run with the reason, not restarts.
+    assert_one_line_error(
+        &telescope_bounded(&[
+            "replay",
+            "pattern:smpte@1x1@10",
+            "--sink",
+            &sink,
+            "--virtual-clock",
+            "--duration",
+            "30",
+        ]),
+        "1x1",
+    );
+}
+
+/// A run whose RTSP sink cannot start (no mount path), or that has an RTSP sink beside a file
+/// sink that cannot be written, ends with one line and exit code 2: it used to hang in the
+/// RTSP server's shutdown (a `quit()` before its loop ran) and ignore Ctrl-C.
+#[test]
+fn a_start_up_failure_beside_an_rtsp_sink_ends_the_run() {
+    let port = testkit::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let rtsp = format!("rtsp://127.0.0.1:{port}");
+    let unwritable = format!("file:{}", dir.path().join("no/such/dir/x.mkv").display());
+    for _ in 0..5 {
+        assert_one_line_error(
+            &telescope_bounded(&["replay", "pattern:ball@64x48@10", "--sink", &rtsp]),
+            "mount",
+        );
+        let beside = format!("{rtsp}/x");
+        assert_one_line_error(
+            &telescope_bounded(&[
+                "replay",
+                "pattern:ball@64x48@10",
+                "--sink",
+                &beside,
+                "--sink",
+                &unwritable,
+            ]),
+            "x.mkv",
+        );
+    }
+}
+
+#[test]
+fn each_cause_is_said_once_and_a_directory_is_not_missing_footage() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!("file:{}", dir.path().join("out.mkv").display());
+    let output = telescope(&["replay", dir.path().to_str().unwrap(), "--sink", &sink]);
+    assert_one_line_error(&output, "is a directory");
+    let junk = dir.path().join("junk.avi");
+    std::fs::write(&junk, vec![7u8; 4096]).unwrap();
+    let missing_scene = dir.path().join("none.json");
+    for args in [
+        vec!["replay", junk.to_str().unwrap(), "--sink", &sink],
+        vec!["replay", "images:/no/such/dir", "--sink", &sink],
+        vec![
+            "replay",
+            "pattern:smpte",
+            "--sink",
+            &sink,
+            "--scene",
+            missing_scene.to_str().unwrap(),
+        ],
+    ] {
+        let output = telescope(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let line = String::from_utf8_lossy(&output.stderr);
+        // No part of the line is said twice ("...: os error 2: os error 2").
+        let parts: Vec<&str> = line.trim().split(": ").collect();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..].contains(part),
+                "`{part}` repeated in: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn several_cameras_cannot_share_one_output_or_more_memory_than_there_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    gst_clip(&clip, 64, 48, "10/1", 5);
+    let out = dir.path().join("x.mkv");
+    let sink = format!("file:{}", out.display());
+    let output = telescope(&[
+        "replay",
+        clip.to_str().unwrap(),
+        "--cameras",
+        "2",
+        "--sink",
+        &sink,
+    ]);
+    assert_one_line_error(&output, "x-{camera}.mkv");
+    assert!(!out.exists());
+    // 16384x8192 frames: hundreds of cameras cannot fit any machine this runs on.
+    let output = telescope_bounded(&[
+        "replay",
+        "pattern:smpte@16384x8192@1",
+        "--cameras",
+        "500",
+        "--sink",
+        &format!("file:{}/{{camera}}.mkv", dir.path().display()),
+    ]);
+    assert_one_line_error(&output, "MiB each");
+}
+
 #[test]
 fn a_jittery_dropping_freezing_camera_still_makes_a_constant_rate_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -85,7 +85,15 @@ pub enum MotionError {
     Format(PixelFormat),
     /// OpenCV failed.
     #[error("OpenCV: {0}")]
-    OpenCv(#[from] opencv::Error),
+    OpenCv(opencv::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the error a `source` and repeat it in
+// one-line error chains.
+impl From<opencv::Error> for MotionError {
+    fn from(e: opencv::Error) -> Self {
+        MotionError::OpenCv(e)
+    }
 }
 
 impl MotionApp {

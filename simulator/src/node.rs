@@ -242,11 +242,11 @@ pub struct NodeReport {
 #[non_exhaustive]
 pub enum NodeError {
     /// A camera source failed.
-    #[error("camera {camera}: {source}")]
+    #[error("camera {camera}: {error}")]
     Source {
         camera: String,
-        #[source]
-        source: SourceError,
+        // Said in the message, so not also a `source`: one-line error chains name it once.
+        error: SourceError,
     },
     /// The output refused the streams.
     #[error("output: {0}")]
@@ -282,9 +282,9 @@ impl Camera {
             let frame = self
                 .source
                 .next_frame()
-                .map_err(|source| NodeError::Source {
+                .map_err(|error| NodeError::Source {
                     camera: self.name.clone(),
-                    source,
+                    error,
                 })?;
             let Some(frame) = frame else {
                 self.stats.laps = self.source.laps();
@@ -341,9 +341,9 @@ impl Node {
         }
         let mut cameras = Vec::with_capacity(config.cameras.len());
         for c in &config.cameras {
-            let source = Source::open(&c.source, c.passes).map_err(|source| NodeError::Source {
+            let source = Source::open(&c.source, c.passes).map_err(|error| NodeError::Source {
                 camera: c.name.clone(),
-                source,
+                error,
             })?;
             cameras.push(Camera {
                 name: c.name.clone(),

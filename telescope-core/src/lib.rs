@@ -36,6 +36,7 @@ pub mod encoder;
 pub mod error;
 pub mod frame;
 pub mod kvs;
+pub mod limits;
 mod pipeline;
 pub mod pool;
 mod queue;

@@ -28,7 +28,8 @@ pub enum DropReason {
     QueueFull,
     /// `put` was called while the Telescope was not started (or already stopped).
     NotRunning,
-    /// Frames kept during warmup exceeded the memory budget; the oldest were discarded.
+    /// Kept in reports for compatibility: a full warmup budget now ends the warmup instead of
+    /// dropping frames, so nothing is counted here.
     WarmupBudget,
     /// The frame's size differed from the stream's and the policy is to drop it.
     SizeMismatch,

@@ -12,6 +12,7 @@ use crate::config::{SizeChangePolicy, TelescopeConfig};
 use crate::encoder::{self, EncoderKind};
 use crate::error::TelescopeError;
 use crate::frame::{Frame, FrameRef};
+use crate::limits;
 use crate::pipeline::{PushError, RateCounters, StreamPipeline};
 use crate::pool::FramePool;
 use crate::queue::{BusEvent, Inbox, Offer, Work};
@@ -50,6 +51,8 @@ struct Status {
     estimate: Option<WarmupEstimate>,
     encoder: Option<String>,
     last_error: Option<String>,
+    /// Why streaming ended for good, until the next start.
+    failure: Option<String>,
     /// Constant-rate counters of finished incarnations.
     finished: RateCounters,
     /// Held by the warmup.
@@ -76,6 +79,19 @@ impl Shared {
             tracing::info!(?state, "telescope state");
         }
         s.state = Some(state);
+    }
+
+    /// Streaming ended for good with `error`: queued frames are counted as lost, later `put`s
+    /// are refused, and the state says Failed.
+    fn fail(&self, error: &TelescopeError) {
+        let queued = self.inbox.fail();
+        for _ in 0..queued {
+            self.counters.drop(DropReason::Failed);
+        }
+        let mut s = self.status();
+        s.last_error = Some(error.to_string());
+        s.failure = Some(error.to_string());
+        s.state = Some(StateKind::Failed);
     }
 }
 
@@ -114,6 +130,13 @@ impl Telescope {
                     "output size {w}x{h} must be non-zero and even"
                 )));
             }
+            limits::check_size(w, h, &config.encoder.kind).map_err(TelescopeError::Config)?;
+        }
+        if let Some(rate) = config.fps {
+            limits::check_rate(rate, config.size).map_err(TelescopeError::Config)?;
+        }
+        if let Some(kbps) = config.encoder.bitrate_kbps {
+            limits::check_bitrate(kbps).map_err(TelescopeError::Config)?;
         }
         let inbox = Arc::new(Inbox::new(config.queue_capacity, config.overflow));
         Ok(Telescope {
@@ -164,10 +187,14 @@ impl Telescope {
             sink.preflight()?;
         }
         let encoder = encoder::select(&self.config.encoder)?;
+        if let Some((w, h)) = self.config.size {
+            limits::check_size(w, h, &encoder).map_err(TelescopeError::Config)?;
+        }
         {
             let mut s = self.shared.status();
             s.encoder = Some(encoder.factory().to_owned());
             s.last_error = None;
+            s.failure = None;
             s.estimate = None;
         }
         self.shared.inbox.open();
@@ -190,10 +217,28 @@ impl Telescope {
             held_bytes: 0,
             pipeline: None,
             failures: 0,
+            fatal: None,
         };
+        let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name(format!("{}-worker", self.config.name))
-            .spawn(move || run.run())
+            .spawn(move || {
+                // A panic must not leave the handle looking healthy: it fails the Telescope
+                // like any other error, so `put` refuses frames and `stop` reports it.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run())).unwrap_or_else(
+                    |panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "no message".to_owned());
+                        let error =
+                            TelescopeError::Pipeline(format!("streaming thread panicked: {what}"));
+                        shared.fail(&error);
+                        Err(error)
+                    },
+                )
+            })
             .map_err(|e| TelescopeError::Pipeline(format!("cannot start worker thread: {e}")))?;
         *worker = Some(handle);
         Ok(())
@@ -272,6 +317,12 @@ impl Telescope {
         })
     }
 
+    /// The error that ended streaming for good (restarts spent, a stream no encoder takes, a
+    /// panic), until the next `start`; `None` while it streams, warms up or waits to restart.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.status().failure.clone()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
@@ -333,8 +384,14 @@ impl Telescope {
 impl Drop for Telescope {
     fn drop(&mut self) {
         if self.worker().is_some() {
+            // A failure already reported through `failure()` is not news.
+            let reported = self.failure().is_some();
             if let Err(e) = self.stop() {
-                tracing::warn!(error = %e, "telescope stopped with an error while being dropped");
+                if reported {
+                    tracing::debug!(error = %e, "failed telescope dropped");
+                } else {
+                    tracing::warn!(error = %e, "telescope stopped with an error while being dropped");
+                }
             }
         }
     }
@@ -356,6 +413,8 @@ struct Worker {
     held_bytes: usize,
     pipeline: Option<StreamPipeline>,
     failures: u32,
+    /// An error no restart can mend (a measured size or rate no encoder takes).
+    fatal: Option<TelescopeError>,
 }
 
 impl Worker {
@@ -370,13 +429,7 @@ impl Worker {
         }
         self.held.clear();
         if let Err(e) = &result {
-            let queued = self.shared.inbox.fail();
-            for _ in 0..queued {
-                self.shared.counters.drop(DropReason::Failed);
-            }
-            let mut s = self.shared.status();
-            s.last_error = Some(e.to_string());
-            s.state = Some(StateKind::Failed);
+            self.shared.fail(e);
         }
         result
     }
@@ -388,6 +441,9 @@ impl Worker {
         }
         loop {
             let exit = self.stream();
+            if let Some(fatal) = self.fatal.take() {
+                return Err(fatal);
+            }
             match exit {
                 Exit::Stop => return self.finish(),
                 Exit::Failure(message) => {
@@ -472,9 +528,22 @@ impl Worker {
             return self.push(frame);
         }
         let at = frame.captured_at().unwrap_or_default();
-        let done = self.warmup.observe(at, frame.width(), frame.height());
+        let mut done = self.warmup.observe(at, frame.width(), frame.height());
         self.hold(frame);
+        if done.is_none() && self.held_bytes >= self.config.warmup.memory_budget {
+            // Out of room for more: stream with what is known rather than drop frames.
+            done = Some(self.warmup.finish_now());
+        }
         if let Some(est) = done {
+            let (w, h) = (est.width, est.height);
+            if let Err(reason) = limits::check_size(w, h, &self.encoder)
+                .and_then(|()| limits::check_rate(est.rate, Some((w, h))))
+            {
+                let reason =
+                    format!("the stream measured by the warmup cannot be encoded: {reason}");
+                self.fatal = Some(TelescopeError::Config(reason.clone()));
+                return Err(reason);
+            }
             self.shared.status().estimate = Some(est);
             self.shared.set_state(StateKind::Streaming);
             self.open().map_err(|e| e.to_string())?;
@@ -483,16 +552,10 @@ impl Worker {
         Ok(())
     }
 
-    /// Keep a warmup frame within the memory budget, dropping the oldest (counted) beyond it.
+    /// Keep a warmup frame until the warmup ends (which the memory budget bounds).
     fn hold(&mut self, frame: Frame) {
         self.held_bytes += frame.memory_size();
         self.held.push_back(frame);
-        while self.held_bytes > self.config.warmup.memory_budget && self.held.len() > 1 {
-            if let Some(old) = self.held.pop_front() {
-                self.held_bytes -= old.memory_size();
-                self.shared.counters.drop(DropReason::WarmupBudget);
-            }
-        }
         self.shared.status().warmup_held = self.held.len();
     }
 

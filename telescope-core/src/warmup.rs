@@ -16,6 +16,10 @@ use crate::rate::Rate;
 pub struct WarmupConfig {
     /// Never look at more than this many frames (default 100).
     pub max_frames: usize,
+    /// Never look at more than this much capture time (default 3 s): a slow or irregular
+    /// camera streams with the best estimate by then rather than keep viewers waiting. A
+    /// small rate error is harmless: the output timeline follows the capture times.
+    pub max_duration: Duration,
     /// Never finish before this many frames (default 8).
     pub min_frames: usize,
     /// Finish once the relative standard error of the period is below this (default 0.002).
@@ -26,7 +30,8 @@ pub struct WarmupConfig {
     pub snap_tolerance: f64,
     /// Rate to use when the timestamps carry no usable timing at all (default 15).
     pub fallback: Rate,
-    /// Frames kept while warming up, in bytes, to be streamed once it ends (default 64 MiB).
+    /// Frames kept while warming up, in bytes, to be streamed once it ends (default 64 MiB);
+    /// reaching it ends the warmup with the best estimate so far, so no frame is dropped.
     pub memory_budget: usize,
 }
 
@@ -34,6 +39,7 @@ impl Default for WarmupConfig {
     fn default() -> Self {
         WarmupConfig {
             max_frames: 100,
+            max_duration: Duration::from_secs(3),
             min_frames: 8,
             precision: 0.002,
             stable_frames: 4,
@@ -158,7 +164,10 @@ impl Warmup {
         } else {
             self.recent.clear();
         }
-        if n >= self.config.max_frames {
+        let waited = self.times.iter().copied().fold(0.0, f64::max);
+        if n >= self.config.max_frames
+            || (n >= 2 && waited >= self.config.max_duration.as_secs_f64())
+        {
             return Some(self.finish_now());
         }
         None
@@ -178,12 +187,25 @@ impl Warmup {
                 let rate = self.choose_rate(fit.period, fit.relative_error);
                 self.finish_estimate(rate, 1.0 / fit.period, fit.relative_error, false, w, h)
             }
-            None => {
-                let fallback = self.config.fallback;
-                tracing::warn!(%fallback, frames = self.times.len(), "warmup found no timing in the capture timestamps; using the fallback rate");
-                self.finish_estimate(fallback, fallback.fps(), f64::INFINITY, false, w, h)
+            None if self.times.len() >= 2 => {
+                // Too few frames to fit a grid: the median interval is the best there is.
+                let mut intervals: Vec<f64> = self.times.windows(2).map(|w| w[1] - w[0]).collect();
+                match median(&mut intervals).filter(|p| *p > 1e-6) {
+                    Some(period) => {
+                        let rate = self.choose_rate(period, 0.01);
+                        self.finish_estimate(rate, 1.0 / period, f64::INFINITY, false, w, h)
+                    }
+                    None => self.fall_back(w, h),
+                }
             }
+            None => self.fall_back(w, h),
         }
+    }
+
+    fn fall_back(&mut self, w: u32, h: u32) -> WarmupEstimate {
+        let fallback = self.config.fallback;
+        tracing::warn!(%fallback, frames = self.times.len(), "warmup found no timing in the capture timestamps; using the fallback rate");
+        self.finish_estimate(fallback, fallback.fps(), f64::INFINITY, false, w, h)
     }
 
     fn choose_rate(&self, period: f64, relative_error: f64) -> Rate {
@@ -373,8 +395,44 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn run(times: &[Duration]) -> Option<WarmupEstimate> {
-        let mut w = Warmup::new(WarmupConfig::default());
+        run_with(WarmupConfig::default(), times)
+    }
+
+    fn run_with(config: WarmupConfig, times: &[Duration]) -> Option<WarmupEstimate> {
+        let mut w = Warmup::new(config);
         times.iter().find_map(|t| w.observe(*t, 640, 480))
+    }
+
+    /// The estimator's precision when it may look as long as it likes.
+    fn unhurried() -> WarmupConfig {
+        WarmupConfig {
+            max_duration: Duration::MAX,
+            ..WarmupConfig::default()
+        }
+    }
+
+    /// A camera at about 2.3 fps with frames 0.33-0.67 s apart settles within the time bound
+    /// (it needed 49 frames, 21 s, with the frame bound alone), near its mean rate.
+    #[test]
+    fn a_slow_irregular_camera_settles_within_the_time_bound() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let mut t = 10.0f64;
+        let times: Vec<Duration> = (0..100)
+            .map(|_| {
+                let at = Duration::from_secs_f64(t);
+                t += rng.random_range(0.33..=0.67);
+                at
+            })
+            .collect();
+        let est = run(&times).expect("the warmup ends");
+        let waited = times[est.frames - 1] - times[0];
+        assert!(
+            waited < Duration::from_secs(3) + Duration::from_millis(670),
+            "{waited:?} {est:?}"
+        );
+        assert!((1.5..3.5).contains(&est.rate.fps()), "{est:?}");
+        let unbounded = run_with(unhurried(), &times).expect("the warmup ends");
+        assert!(unbounded.frames > est.frames, "{unbounded:?}");
     }
 
     #[test]
@@ -500,14 +558,28 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let times = noisy(fps, jitter, 0.05, seed);
-            let est = run(&times).unwrap_or_else(|| {
-                let mut w = Warmup::new(WarmupConfig::default());
+            let est = run_with(unhurried(), &times).unwrap_or_else(|| {
+                let mut w = Warmup::new(unhurried());
                 for t in &times { w.observe(*t, 1, 1); }
                 w.finish_now()
             });
             let err = (est.rate.fps() - fps).abs() / fps;
             prop_assert!(err < 0.01, "fps {fps} jitter {jitter}: estimated {} ({}) after {} frames", est.rate, est.measured_fps, est.frames);
             prop_assert!(est.frames <= WarmupConfig::default().max_frames);
+        }
+
+        #[test]
+        fn the_default_warmup_ends_within_its_time_bound_near_the_rate(
+            fps in 2.0f64..120.0,
+            jitter in 0.0f64..=0.3,
+            seed in any::<u64>(),
+        ) {
+            let times = noisy(fps, jitter, 0.05, seed);
+            let est = run(&times).expect("the warmup ends");
+            let waited = times[est.frames - 1] - times[0];
+            prop_assert!(waited.as_secs_f64() < 3.0 + 2.0 / fps, "{waited:?}");
+            let err = (est.rate.fps() - fps).abs() / fps;
+            prop_assert!(err < 0.05, "fps {fps} jitter {jitter}: estimated {} after {} frames", est.rate, est.frames);
         }
     }
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,13 +44,18 @@ struct Camera {
 
 impl Camera {
     fn start(t: Arc<Telescope>) -> Camera {
+        Camera::paced(t, |n| Duration::from_millis(n * 1000 / 15))
+    }
+
+    /// A camera whose frame `n` is due `due(n)` after it starts (at most 900 frames).
+    fn paced(t: Arc<Telescope>, mut due: impl FnMut(u64) -> Duration + Send + 'static) -> Camera {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let begin = Instant::now();
             let mut n = 0u64;
             while !flag.load(Ordering::Relaxed) && n < 900 {
-                let due = begin + Duration::from_millis(n * 1000 / 15);
+                let due = begin + due(n);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait); // paces the simulated camera, not a synchronisation
                 }
@@ -398,4 +405,365 @@ fn a_viewer_asks_only_its_own_mount_for_a_key_frame() {
         "the played mount got no key frame request"
     );
     assert_eq!(requests("/b"), b_before, "the other mount was asked too");
+}
+
+/// A minimal RTSP client on one TCP connection, RTP interleaved on it: what a player does,
+/// with every byte visible to the test. Reads time out (so a silent server fails the test
+/// instead of hanging it).
+struct RawRtsp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    cseq: u32,
+    session: Option<String>,
+}
+
+/// One RTSP response: status code, headers (names lower-cased) and body.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One interleaved RTP packet's header fields.
+#[derive(Debug, Clone, Copy)]
+struct Rtp {
+    marker: bool,
+    timestamp: u32,
+    /// The H.264 NAL unit types the packet starts (a fragment counts at its start).
+    nals: [Option<u8>; 8],
+}
+
+impl Rtp {
+    fn parse(packet: &[u8]) -> Option<Rtp> {
+        if packet.len() < 13 || packet[0] >> 6 != 2 {
+            return None;
+        }
+        let csrc = usize::from(packet[0] & 0x0f);
+        let mut at = 12 + 4 * csrc;
+        if packet[0] & 0x10 != 0 {
+            let len = usize::from(u16::from_be_bytes([
+                *packet.get(at + 2)?,
+                *packet.get(at + 3)?,
+            ]));
+            at += 4 + 4 * len;
+        }
+        let payload = packet.get(at..)?;
+        let nal = |b: u8| b & 0x1f;
+        let mut nals = [None; 8];
+        let mut n = 0;
+        let mut add = |t: u8| {
+            if let Some(slot) = nals.get_mut(n) {
+                *slot = Some(t);
+                n += 1;
+            }
+        };
+        let first = *payload.first()?;
+        match nal(first) {
+            // FU-A: the unit's type, counted on its first fragment.
+            28 => {
+                if let Some(&h) = payload.get(1).filter(|&&h| h & 0x80 != 0) {
+                    add(nal(h));
+                }
+            }
+            // STAP-A: 16-bit sizes, each followed by a NAL unit.
+            24 => {
+                let mut i = 1;
+                while let (Some(&h), Some(&l)) = (payload.get(i), payload.get(i + 1)) {
+                    if let Some(&b) = payload.get(i + 2) {
+                        add(nal(b));
+                    }
+                    i += 2 + usize::from(u16::from_be_bytes([h, l]));
+                }
+            }
+            t => add(t),
+        }
+        Some(Rtp {
+            marker: packet[1] & 0x80 != 0,
+            timestamp: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+            nals,
+        })
+    }
+}
+
+impl RawRtsp {
+    fn connect(port: u16, timeout: Duration) -> RawRtsp {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        stream.set_write_timeout(Some(timeout)).unwrap();
+        RawRtsp {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            cseq: 0,
+            session: None,
+        }
+    }
+
+    fn send(&mut self, method: &str, url: &str, headers: &[String]) -> std::io::Result<()> {
+        self.cseq += 1;
+        let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        if let Some(s) = &self.session {
+            text.push_str(&format!("Session: {s}\r\n"));
+        }
+        for h in headers {
+            text.push_str(h);
+            text.push_str("\r\n");
+        }
+        text.push_str("\r\n");
+        self.writer.write_all(text.as_bytes())
+    }
+
+    /// The next response, skipping interleaved data in front of it.
+    fn response(&mut self) -> std::io::Result<Response> {
+        loop {
+            let first = self.reader.fill_buf()?.first().copied();
+            match first {
+                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Some(b'$') => {
+                    self.frame()?;
+                }
+                Some(_) => break,
+            }
+        }
+        let mut status_line = String::new();
+        self.reader.read_line(&mut status_line)?;
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line `{status_line}`")))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body)?;
+        Ok(Response {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[String],
+    ) -> std::io::Result<Response> {
+        self.send(method, url, headers)?;
+        self.response()
+    }
+
+    /// One interleaved frame: channel and data.
+    fn frame(&mut self) -> std::io::Result<(u8, Vec<u8>)> {
+        let mut head = [0u8; 4];
+        self.reader.read_exact(&mut head)?;
+        if head[0] != b'$' {
+            return Err(std::io::Error::other(format!(
+                "not interleaved data: {head:?}"
+            )));
+        }
+        let mut data = vec![0; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+        self.reader.read_exact(&mut data)?;
+        Ok((head[1], data))
+    }
+
+    /// DESCRIBE, SETUP over TCP (interleaved 0-1), PLAY; panics naming the failing step.
+    fn play(&mut self, url: &str) {
+        let describe = self
+            .request("DESCRIBE", url, &["Accept: application/sdp".into()])
+            .unwrap();
+        assert_eq!(describe.status, 200, "DESCRIBE: {describe:?}");
+        let base = describe
+            .header("content-base")
+            .unwrap_or(url)
+            .trim_end_matches('/')
+            .to_owned();
+        let control = describe
+            .body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("a=control:"))
+            .find(|c| *c != "*")
+            .expect("a stream control in the SDP")
+            .to_owned();
+        let track = if control.starts_with("rtsp://") {
+            control
+        } else {
+            format!("{base}/{control}")
+        };
+        let setup = self
+            .request(
+                "SETUP",
+                &track,
+                &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1".into()],
+            )
+            .unwrap();
+        assert_eq!(setup.status, 200, "SETUP: {setup:?}");
+        self.session = setup
+            .header("session")
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned());
+        let play = self
+            .request("PLAY", url, &["Range: npt=0-".into()])
+            .unwrap();
+        assert_eq!(play.status, 200, "PLAY: {play:?}");
+    }
+
+    /// The next RTP packet of channel 0.
+    fn rtp(&mut self) -> std::io::Result<Rtp> {
+        loop {
+            let (channel, data) = self.frame()?;
+            if channel == 0 {
+                if let Some(rtp) = Rtp::parse(&data) {
+                    return Ok(rtp);
+                }
+            }
+        }
+    }
+}
+
+/// One access unit as the RTP stream delimits it (its last packet has the marker bit).
+#[derive(Debug, Clone)]
+struct Unit {
+    timestamp: u32,
+    key: bool,
+    /// NAL unit types in order.
+    nals: Vec<u8>,
+}
+
+/// Read access units until `key_frames` key frames have been seen (0: no such bound) or `max`
+/// units.
+fn read_units(client: &mut RawRtsp, key_frames: usize, max: usize) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let mut current: Option<Unit> = None;
+    while units.len() < max
+        && (key_frames == 0 || units.iter().filter(|u: &&Unit| u.key).count() < key_frames)
+    {
+        let rtp = client
+            .rtp()
+            .unwrap_or_else(|e| panic!("after {units:?}: {e}"));
+        let unit = current.get_or_insert(Unit {
+            timestamp: rtp.timestamp,
+            key: false,
+            nals: Vec::new(),
+        });
+        assert_eq!(
+            unit.timestamp, rtp.timestamp,
+            "one access unit, one timestamp: {units:?}"
+        );
+        unit.nals.extend(rtp.nals.iter().flatten());
+        unit.key |= rtp.nals.iter().flatten().any(|&t| t == 5);
+        if rtp.marker {
+            units.extend(current.take());
+        }
+    }
+    units
+}
+
+/// The RTP timestamp step of one frame period at `rate` (90 kHz clock), rounded: at
+/// 24000/1001 the steps are 3753 or 3754.
+fn frame_steps(rate: Rate) -> std::ops::RangeInclusive<u32> {
+    let exact = 90_000.0 * f64::from(rate.den()) / f64::from(rate.num());
+    (exact.floor() as u32)..=(exact.ceil() as u32)
+}
+
+/// RTP timestamps, read off the wire by a player, step by exactly one frame period from one
+/// access unit to the next, across key frames (the encoder's periodic ones, and the one a
+/// viewer starting to play asks for): a repeated timestamp makes players warn about
+/// non-monotonic DTS and drop or mistime the frame.
+#[test]
+fn rtp_timestamps_step_by_one_frame_period_across_key_frames() {
+    let server = server(None);
+    let mount = server.mount("/steps").unwrap();
+    let t = telescope(SinkConfig::rtsp(mount.clone()));
+    t.start().unwrap();
+    let _camera = Camera::start(t.clone());
+    let mut client = RawRtsp::connect(server.port(), Duration::from_secs(30));
+    client.play(mount.url());
+    // 15 fps with a key frame every 2 s: 4 key frames take about 5 s.
+    let units = read_units(&mut client, 4, 200);
+    let keys = units.iter().filter(|u| u.key).count();
+    assert!(keys >= 4, "key frames: {keys} in {units:?}");
+    let steps: Vec<(u32, bool)> = units
+        .windows(2)
+        .map(|w| (w[1].timestamp.wrapping_sub(w[0].timestamp), w[1].key))
+        .collect();
+    // H.264 7.4.1.2.3: a parameter set or delimiter after a slice starts a new access unit, so
+    // one repeated in the middle of a key frame (before its second slice) splits it in two for
+    // players (ffmpeg: two frames with one timestamp, "non monotonically increasing dts").
+    let split: Vec<_> = units
+        .iter()
+        .filter(|u| {
+            let first_slice = u.nals.iter().position(|t| (1..=5).contains(t));
+            first_slice.is_some_and(|i| u.nals[i..].iter().any(|t| matches!(t, 6..=9)))
+        })
+        .collect();
+    assert!(split.is_empty(), "access units a player splits: {split:?}");
+    let period = frame_steps(Rate::whole(15).unwrap());
+    let bad: Vec<_> = steps.iter().filter(|(s, _)| !period.contains(s)).collect();
+    assert!(
+        bad.is_empty(),
+        "steps off the frame period {period:?}: {bad:?} of {steps:?}"
+    );
+}
+
+/// A viewer that connects before the first frame of a slow camera with irregular intervals
+/// (about 2 fps, frames 0.33-0.67 s apart, no rate configured so the stream waits for the
+/// warmup) is answered and gets pictures before a player gives up (rtspsrc and ffmpeg wait
+/// about 20 s for DESCRIBE): the warmup ends within its time bound and DESCRIBE is answered
+/// with the first key frame.
+#[test]
+fn a_viewer_early_on_a_slow_irregular_camera_gets_pictures_before_it_gives_up() {
+    use rand::{Rng, SeedableRng};
+    let server = server(None);
+    let mount = server.mount("/slow").unwrap();
+    let config = TelescopeConfig::builder()
+        .size(W, H)
+        .sink(SinkConfig::rtsp(mount.clone()))
+        .build();
+    let t = Arc::new(Telescope::new(config).unwrap());
+    t.start().unwrap();
+    // The first frame comes 0.5 s after the viewer has asked.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let mut at = Duration::from_millis(500);
+    let camera = Camera::paced(t.clone(), move |_| {
+        let due = at;
+        at += Duration::from_millis(rng.random_range(330..=670));
+        due
+    });
+    let mut client = RawRtsp::connect(server.port(), Duration::from_secs(15));
+    client.play(mount.url());
+    let units = read_units(&mut client, 1, 20);
+    assert!(units.iter().any(|u| u.key), "a key frame: {units:?}");
+    let more = read_units(&mut client, 0, 3);
+    assert_eq!(more.len(), 3, "the stream goes on: {more:?}");
+    assert!(
+        more.windows(2).all(|w| w[1].timestamp != w[0].timestamp),
+        "distinct timestamps: {more:?}"
+    );
+    assert!(camera.finish() > 0);
 }

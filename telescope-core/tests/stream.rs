@@ -161,6 +161,40 @@ fn irregular_arrival_keeps_the_timeline_at_a_constant_rate() {
     );
 }
 
+/// Large frames fill the warmup's memory budget within a few frames: the warmup ends there,
+/// with the rate those frames show, and every frame is streamed.
+#[test]
+fn a_full_warmup_budget_ends_the_warmup_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mkv");
+    let rate = Rate::whole(10).unwrap();
+    let (w, h) = (1280u32, 960u32);
+    let frame_bytes = (w * h * 3) as usize;
+    let t = Telescope::new(
+        TelescopeConfig::builder()
+            .warmup(telescope::WarmupConfig {
+                memory_budget: 3 * frame_bytes,
+                ..Default::default()
+            })
+            .sink(SinkConfig::file(&out).unwrap())
+            .build(),
+    )
+    .unwrap();
+    t.start().unwrap();
+    for n in 0..20 {
+        assert!(t
+            .put_blocking(bgr_frame(w, h, n, rate.frame_time(n)))
+            .is_queued());
+    }
+    let stats = t.stop().unwrap().stats;
+    let est = stats.estimate.unwrap();
+    assert_eq!(est.frames, 3, "{est:?}");
+    assert_eq!(est.rate, rate, "{est:?}");
+    assert_eq!(stats.dropped_total(), 0, "{stats:?}");
+    assert_eq!((stats.frames_pushed, stats.frames_duplicated), (20, 0));
+    assert_eq!(probe(&out).frames, 20);
+}
+
 #[test]
 fn put_before_start_and_out_of_order_frames_are_counted() {
     let dir = tempfile::tempdir().unwrap();

@@ -443,8 +443,10 @@ impl Telescope {
     }
 
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.start())
-            .map_err(|e| StreamError::new_err(e.to_string()))
+        py.detach(|| self.inner.start()).map_err(|e| match e {
+            telescope::TelescopeError::Config(_) => config_err(e),
+            e => StreamError::new_err(e.to_string()),
+        })
     }
 
     /// Queues a frame; never blocks unless `block` is true. False when it was not accepted
@@ -464,6 +466,9 @@ impl Telescope {
         block: bool,
         copy: bool,
     ) -> PyResult<bool> {
+        if let Some(error) = self.inner.failure() {
+            return Err(StreamError::new_err(error));
+        }
         let array = as_u8_array(frame)?;
         let borrowed = if copy { None } else { borrow_frame(&array)? };
         let mut owned = match borrowed {

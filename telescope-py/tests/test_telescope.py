@@ -4,6 +4,7 @@ ffprobe; annotations drawn on numpy frames; the compat API; errors as Python exc
 import json
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -287,3 +288,30 @@ def test_put_without_copy_streams_the_arrays_own_memory(tmp_path):
     assert probe(out)[2] == n + 1
     # The arrays are untouched and still the caller's.
     assert all(a.flags.writeable for a in arrays)
+
+
+@pytest.mark.parametrize("kwargs, limit", [
+    (dict(bitrate_kbps=0), "1-2048000"),
+    (dict(bitrate_kbps=5_000_000), "1-2048000"),
+    (dict(fps=1e9), "1000"),
+    (dict(fps=10, width=100000, height=100000), "16384"),
+])
+def test_configurations_no_encoder_takes_raise_config_error_naming_the_limit(tmp_path, kwargs, limit):
+    with pytest.raises(telescope.ConfigError, match=limit):
+        telescope.Telescope(sinks=[f"file:{tmp_path / 'x.mkv'}"], **kwargs)
+    assert not (tmp_path / "x.mkv").exists()
+
+
+def test_a_stream_that_fails_for_good_raises_from_put_and_stop(tmp_path):
+    # 1x1 frames: the warmup measures a size no encoder takes, and streaming ends for good.
+    t = telescope.Telescope(sinks=[f"file:{tmp_path / 'x.mkv'}"], fps=10)
+    t.start()
+    tiny = np.zeros((1, 1, 3), dtype=np.uint8)
+    t.put(tiny, timestamp=0.0)
+    deadline = time.monotonic() + 20
+    while t.stats()["state"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(telescope.StreamError, match="1x1"):
+        t.put(tiny, timestamp=0.1)
+    with pytest.raises(telescope.StreamError, match="1x1"):
+        t.stop()

@@ -365,6 +365,13 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // `quit()` before the thread has entered `run()` would be forgotten by it (run() marks
+        // the loop running again) and the join below would wait for ever: ask the loop's own
+        // context to quit it, which happens on its first iteration whenever that is.
+        let main_loop = self.main_loop.clone();
+        self.main_loop
+            .context()
+            .invoke_with_priority(glib::Priority::HIGH, move || main_loop.quit());
         self.main_loop.quit();
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
@@ -584,8 +591,12 @@ impl RtspServer {
         factory.set_shared(true);
         factory.set_protocols(gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP);
         // No secret and nothing user-supplied in it: a fixed description of the media.
+        // The feed's key frames already carry SPS/PPS (its h264parse inserts them): the payloader
+        // must not insert them again, as it would before *each* slice of a multi-slice key frame,
+        // which splits that frame in two for players (a parameter set after a slice starts a new
+        // access unit) with one timestamp repeated.
         factory.set_launch(
-            "( appsrc name=telescope-src is-live=true format=time do-timestamp=true ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+            "( appsrc name=telescope-src is-live=true format=time do-timestamp=true ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=0 )",
         );
         if self.inner.auth.is_some() {
             factory.add_role_from_structure(
