@@ -12,9 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use simulator::images::{read_png, write_png, ImageError};
 use telescope::annotation::opencv::FrameDriver;
 use telescope::annotation::{DrawError, Driver, Scene};
+use telescope::images::{read_png, write_png, ImageError};
 use telescope::{Frame, PixelFormat};
 
 /// How far an image may stray from its snapshot.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use golden::{compare, pending, Golden};
-use simulator::images::read_png;
+use telescope::images::read_png;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use simulator::images::{check_dimensions, jpeg_dimensions, read_png, write_png};
 use simulator::Footage;
 use telescope::annotation::opencv::FrameDriver;
 use telescope::annotation::{Driver, Scene};
+use telescope::images::{check_dimensions, jpeg_dimensions, read_png, write_png};
 use telescope::Frame;
 
 /// Arguments of `telescope annotate`.

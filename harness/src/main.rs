@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 mod annotate;
 mod bench;
 mod html;
-mod mock_kvs;
+mod kvs_server;
 mod replay;
 mod report;
 mod sample;
@@ -29,7 +29,7 @@ enum Command {
     /// Draw a scene (JSON) on an image or a video frame and write a PNG.
     Annotate(annotate::AnnotateArgs),
     /// Run a local Kinesis Video Streams endpoint (control plane) until Ctrl-C.
-    MockKvs(mock_kvs::MockKvsArgs),
+    MockKvs(kvs_server::MockKvsArgs),
     /// CPU per frame of Telescope against the raw encoder and the original Python path.
     Bench(bench::BenchArgs),
     /// Soak: replay in real time for --duration under scheduled faults, judge the invariants.
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(*args),
-        Command::MockKvs(args) => mock_kvs::run(args),
+        Command::MockKvs(args) => kvs_server::run(args),
         Command::Annotate(args) => annotate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => report::run(args),

@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use simulator::graph::Graph;
 use simulator::node::{compose, AppTime, NodeClock, NodeError};
-use simulator::{CameraConfig, Jitter, MediaStream, Node, NodeConfig, SourceSpec, TimingConfig};
+use simulator::{
+    CameraConfig, CameraModelError, CameraModelOptions, MediaStream, Node, NodeConfig, SourceSpec,
+    TimingConfig,
+};
 use telescope::annotation::Overlay;
 use telescope::{
     BasicAuth, Clock, DropReason, Frame, Rate, SinkConfig, Stats, SystemClock, Telescope,
@@ -229,49 +232,32 @@ fn camera_model(
     declared: Option<Rate>,
     seed: u64,
 ) -> Result<Option<TimingConfig>> {
-    if args.jitter_ms.is_none()
-        && args.drop == 0.0
-        && args.stall_every.is_none()
-        && args.camera_fps.is_none()
-    {
-        return Ok(None);
-    }
-    if !(0.0..=1.0).contains(&args.drop) {
-        bail!("--drop must be a probability between 0 and 1");
-    }
-    let rate = args
-        .camera_fps
-        .or(args.fps)
-        .or(declared)
-        .context("the camera model needs a frame rate: give --fps or --camera-fps")?;
-    let stall_every = match args.stall_every {
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(_) => bail!("--stall-every must be a positive number of seconds"),
-        None => None,
-    };
-    let jitter = match args.jitter_ms {
-        Some(j) if j.is_finite() && j >= 0.0 => {
-            if args.jitter_dist == "normal" {
-                Jitter::Normal {
-                    mean_ms: j / 2.0,
-                    sd_ms: j / 6.0,
-                }
-            } else {
-                Jitter::Uniform { max_ms: j }
-            }
+    args.camera_model_options()
+        .timing(args.fps.or(declared), seed)
+        .map_err(|e| {
+            let flag = match e {
+                CameraModelError::Drop => "--drop",
+                CameraModelError::StallEvery => "--stall-every",
+                CameraModelError::Jitter => "--jitter-ms",
+                CameraModelError::NoRate => "--fps or --camera-fps",
+            };
+            anyhow::anyhow!("{flag}: {e}")
+        })
+}
+
+impl ReplayArgs {
+    /// The camera-model flags as the simulator takes them.
+    pub fn camera_model_options(&self) -> CameraModelOptions {
+        CameraModelOptions {
+            jitter_ms: self.jitter_ms,
+            normal_jitter: self.jitter_dist == "normal",
+            drop: self.drop,
+            drop_burst: self.drop_burst,
+            stall_every: self.stall_every,
+            stall_ms: self.stall_ms,
+            camera_fps: self.camera_fps,
         }
-        Some(_) => bail!("--jitter-ms must be a non-negative number"),
-        None => Jitter::None,
-    };
-    Ok(Some(TimingConfig {
-        rate,
-        jitter,
-        drop_probability: args.drop,
-        drop_burst: args.drop_burst.max(1),
-        stall_every,
-        stall_for: Duration::from_millis(args.stall_ms),
-        seed,
-    }))
+    }
 }
 
 /// Rates, sizes and the encoder that no stream can have fail before anything opens, naming

@@ -3,7 +3,7 @@
 //! store could hold, RSS growth under a bound, nothing stuck. Exit 0 when every verdict passes,
 //! 1 when one fails (2 for errors).
 //!
-//! Without `--sink` it starts its own mock-kvs, with a TCP proxy (`simulator::netem`) in front
+//! Without `--sink` it starts its own mock-kvs, with a TCP proxy (`mock_kvs::netem`) in front
 //! of its data plane for network conditions and link faults, and gives the KVS sink temporary
 //! credentials that expire on the fault's schedule.
 
@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser};
+use mock_kvs::netem::{Network, Proxy};
+use mock_kvs::Fault;
+use mock_kvs::{MockKvs, MockKvsConfig};
 use serde::{Deserialize, Serialize};
-use simulator::mock_kvs::Fault;
-use simulator::netem::{Network, Proxy};
-use simulator::{MockKvs, MockKvsConfig};
 use telescope::credentials::testing::FaultInjectingProvider;
 use telescope::credentials::{CredentialSource, SystemWallClock};
 

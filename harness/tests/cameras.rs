@@ -322,7 +322,7 @@ fn annotate_draws_on_images_and_video_frames_and_rejects_bad_scenes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("drew 1 of 2 annotations on 768x576"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("annotation 1 drew nothing: empty text"));
-    let image = simulator::images::read_png(&out).unwrap();
+    let image = telescope::images::read_png(&out).unwrap();
     assert_eq!((image.width(), image.height()), (768, 576));
     // And on the PNG just written.
     let again = dir.path().join("again.png");

@@ -113,7 +113,7 @@ fn annotate_refuses_a_ten_megabyte_label() {
     let frame =
         telescope::Frame::from_vec(vec![0; 64 * 48 * 3], telescope::PixelFormat::Bgr8, 64, 48)
             .unwrap();
-    simulator::images::write_png(&image, &frame).unwrap();
+    telescope::images::write_png(&image, &frame).unwrap();
     let scene = dir.path().join("scene.json");
     std::fs::write(
         &scene,

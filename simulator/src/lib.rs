@@ -3,18 +3,16 @@
 
 pub mod footage;
 pub mod graph;
-pub mod images;
-pub mod mock_kvs;
 pub mod motion;
-pub mod netem;
 pub mod node;
 pub mod source;
 pub mod timestamps;
 pub mod timing;
 
 pub use footage::{Footage, FootageError};
-pub use mock_kvs::{MockKvs, MockKvsConfig};
 pub use motion::{MotionApp, MotionConfig};
 pub use node::{App, CameraConfig, MediaStream, Node, NodeConfig};
 pub use source::{Source, SourceError, SourceSpec};
-pub use timing::{Delivery, Jitter, TimingConfig, TimingModel};
+pub use timing::{
+    CameraModelError, CameraModelOptions, Delivery, Jitter, TimingConfig, TimingModel,
+};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use telescope::{Frame, Rate};
 
 use crate::footage::{Footage, FootageError};
-use crate::images::{read_png, ImageError};
+use telescope::images::{read_png, ImageError};
 
 /// What a camera shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,7 +328,7 @@ mod tests {
         for i in 0..3u8 {
             let f =
                 Frame::from_vec(vec![i; 4 * 2 * 3], telescope::PixelFormat::Bgr8, 4, 2).unwrap();
-            crate::images::write_png(&dir.path().join(format!("{i:03}.png")), &f).unwrap();
+            telescope::images::write_png(&dir.path().join(format!("{i:03}.png")), &f).unwrap();
         }
         let spec = SourceSpec::Images {
             dir: dir.path().to_path_buf(),

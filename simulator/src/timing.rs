@@ -66,6 +66,96 @@ impl TimingConfig {
     }
 }
 
+/// A camera model as the command lines describe it (`replay`, `run-app`, the Python runtime):
+/// all defaults is a perfect camera (no model at all).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CameraModelOptions {
+    /// Largest (uniform) or typical (normal) delivery delay in milliseconds.
+    pub jitter_ms: Option<f64>,
+    /// Normal jitter (mean `jitter_ms / 2`, sd `jitter_ms / 6`) instead of uniform.
+    pub normal_jitter: bool,
+    /// Probability that a frame starts a loss burst.
+    pub drop: f64,
+    /// Frames lost per burst (0 counts as 1).
+    pub drop_burst: u32,
+    /// Seconds of capture between freezes.
+    pub stall_every: Option<f64>,
+    /// Milliseconds each freeze lasts.
+    pub stall_ms: u64,
+    /// The camera's own rate (else the fallback rate).
+    pub camera_fps: Option<Rate>,
+}
+
+/// Why camera-model options make no camera.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CameraModelError {
+    /// The drop probability is outside [0, 1].
+    #[error("the drop probability must be between 0 and 1")]
+    Drop,
+    /// The stall period is not a positive number of seconds.
+    #[error("the stall period must be a positive number of seconds")]
+    StallEvery,
+    /// The jitter is negative or not a number.
+    #[error("the jitter must be a non-negative number of milliseconds")]
+    Jitter,
+    /// A model needs a rate and neither the camera nor the stream has one.
+    #[error("the camera model needs a frame rate: give the camera's or the stream's")]
+    NoRate,
+}
+
+impl CameraModelOptions {
+    /// The timing these options describe, `None` when they describe a perfect camera;
+    /// `fallback` is the rate when no camera rate is given (the stream's, or the source's).
+    pub fn timing(
+        &self,
+        fallback: Option<Rate>,
+        seed: u64,
+    ) -> Result<Option<TimingConfig>, CameraModelError> {
+        if self.jitter_ms.is_none()
+            && self.drop == 0.0
+            && self.stall_every.is_none()
+            && self.camera_fps.is_none()
+        {
+            return Ok(None);
+        }
+        if !(0.0..=1.0).contains(&self.drop) {
+            return Err(CameraModelError::Drop);
+        }
+        let rate = self
+            .camera_fps
+            .or(fallback)
+            .ok_or(CameraModelError::NoRate)?;
+        let stall_every = match self.stall_every {
+            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(_) => return Err(CameraModelError::StallEvery),
+            None => None,
+        };
+        let jitter = match self.jitter_ms {
+            Some(j) if j.is_finite() && j >= 0.0 => {
+                if self.normal_jitter {
+                    Jitter::Normal {
+                        mean_ms: j / 2.0,
+                        sd_ms: j / 6.0,
+                    }
+                } else {
+                    Jitter::Uniform { max_ms: j }
+                }
+            }
+            Some(_) => return Err(CameraModelError::Jitter),
+            None => Jitter::None,
+        };
+        Ok(Some(TimingConfig {
+            rate,
+            jitter,
+            drop_probability: self.drop,
+            drop_burst: self.drop_burst.max(1),
+            stall_every,
+            stall_for: Duration::from_millis(self.stall_ms),
+            seed,
+        }))
+    }
+}
+
 /// What happened to one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {

@@ -29,13 +29,11 @@
 //! ```
 
 pub mod annotation;
-pub mod clock;
 pub mod config;
-pub mod credentials;
 pub mod encoder;
 pub mod error;
 pub mod frame;
-pub mod kvs;
+pub mod images;
 pub mod limits;
 mod pipeline;
 pub mod pool;
@@ -46,6 +44,11 @@ pub mod stats;
 mod telescope;
 pub mod units;
 pub mod warmup;
+
+/// Amazon Kinesis Video Streams (the `telescope-kvs` crate): control plane, fragments, acks and
+/// the native PutMedia client.
+pub use telescope_kvs as kvs;
+pub use telescope_kvs::{clock, credentials};
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::{

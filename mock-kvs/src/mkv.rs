@@ -2,7 +2,7 @@
 //! reports the stream header and each complete cluster (fragment). Malformed input is a typed
 //! error, never a panic.
 
-use telescope::kvs::mkv::id;
+use telescope_kvs::mkv::id;
 
 /// What the reader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,7 +282,7 @@ fn close_cluster(children: &[u8]) -> Result<Cluster, MkvError> {
     let timecode = timecode.ok_or(MkvError::BlockBeforeTimecode)?;
     let mut raw = Vec::with_capacity(children.len() + 12);
     raw.extend_from_slice(&id::CLUSTER.to_be_bytes());
-    telescope::kvs::mkv::push_size(&mut raw, children.len() as u64);
+    telescope_kvs::mkv::push_size(&mut raw, children.len() as u64);
     raw.extend_from_slice(children);
     Ok(Cluster {
         timecode,
@@ -312,7 +312,7 @@ fn inner_block(group: &[u8]) -> Result<&[u8], MkvError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use telescope::kvs::mkv::{cluster, header, Block, TrackInfo};
+    use telescope_kvs::mkv::{cluster, header, Block, TrackInfo};
 
     fn stream() -> (Vec<u8>, Vec<Vec<u8>>) {
         let head = header(

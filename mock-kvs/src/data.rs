@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
-use telescope::kvs::{mkv, AckEvent, ChannelBody, FragmentAck};
+use telescope_kvs::{mkv, AckEvent, ChannelBody, FragmentAck};
 use tokio::sync::mpsc;
 
 use super::mkv::{MkvEvent, MkvParser};

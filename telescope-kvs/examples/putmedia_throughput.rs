@@ -1,14 +1,14 @@
 //! PutMedia throughput to a loopback mock-kvs: how fast the native client moves fragments and
 //! what CPU its thread spends doing it.
 //!
-//! `cargo run --release -p simulator --example putmedia_throughput -- [MIB] [FRAGMENT_KIB]`
+//! `cargo run --release -p telescope-kvs --example putmedia_throughput -- [MIB] [FRAGMENT_KIB]`
 
 use std::time::{Duration, Instant};
 
-use simulator::{MockKvs, MockKvsConfig};
-use telescope::credentials::{CredentialSource, Credentials, SharedCredentialsProvider};
-use telescope::kvs::mkv::{cluster, header, Block, TrackInfo};
-use telescope::kvs::{KvsConfig, KvsControl, PutMediaClient, PutMediaConfig};
+use mock_kvs::{MockKvs, MockKvsConfig};
+use telescope_kvs::credentials::{CredentialSource, Credentials, SharedCredentialsProvider};
+use telescope_kvs::mkv::{cluster, header, Block, TrackInfo};
+use telescope_kvs::{KvsConfig, KvsControl, PutMediaClient, PutMediaConfig};
 
 /// User+system CPU seconds of this process's threads whose name starts with `prefix`.
 fn thread_cpu(prefix: &str) -> f64 {

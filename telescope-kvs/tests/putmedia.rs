@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use simulator::{MockKvs, MockKvsConfig};
-use telescope::credentials::{Credentials, SharedCredentialsProvider};
-use telescope::kvs::mkv::{cluster, header, Block, TrackInfo};
-use telescope::kvs::{PutMediaClient, PutMediaConfig, PutMediaStats};
+use mock_kvs::{MockKvs, MockKvsConfig};
+use telescope_kvs::credentials::{Credentials, SharedCredentialsProvider};
+use telescope_kvs::mkv::{cluster, header, Block, TrackInfo};
+use telescope_kvs::{PutMediaClient, PutMediaConfig, PutMediaStats};
 
 fn creds() -> SharedCredentialsProvider {
     SharedCredentialsProvider::new(Credentials::new(
@@ -87,12 +87,12 @@ fn fragments_are_persisted_by_the_in_process_mock() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let kvs = telescope::kvs::KvsConfig {
+        let kvs = telescope_kvs::KvsConfig {
             region: "us-east-1".into(),
             endpoint: Some(mock.url().to_owned()),
-            credentials: telescope::credentials::CredentialSource::Provider(creds()),
+            credentials: telescope_kvs::credentials::CredentialSource::Provider(creds()),
         };
-        telescope::kvs::KvsControl::new(&kvs)
+        telescope_kvs::KvsControl::new(&kvs)
             .await
             .unwrap()
             .create("cam", &Default::default())
@@ -139,7 +139,7 @@ struct ShortLived {
     issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl telescope::credentials::ProvideCredentials for ShortLived {
+impl telescope_kvs::credentials::ProvideCredentials for ShortLived {
     fn provide_credentials<'a>(
         &'a self,
     ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
@@ -162,7 +162,7 @@ impl telescope::credentials::ProvideCredentials for ShortLived {
 
 #[test]
 fn credentials_renewed_mid_stream_move_the_upload_to_a_new_connection() {
-    use telescope::credentials::{
+    use telescope_kvs::credentials::{
         CredentialRefresher, RefreshPolicy, RefresherHandle, SystemWallClock,
     };
 
@@ -170,7 +170,7 @@ fn credentials_renewed_mid_stream_move_the_upload_to_a_new_connection() {
         listen: "127.0.0.1:0".parse().unwrap(),
         keys: Some(("AKIDPUTMEDIA".into(), "putmedia-secret".into())),
         // Slow acks keep the upload going across the credentials' lifetime.
-        faults: vec![simulator::mock_kvs::Fault::DelayAcks(300)],
+        faults: vec![mock_kvs::Fault::DelayAcks(300)],
         ..MockKvsConfig::default()
     })
     .unwrap();
@@ -179,12 +179,12 @@ fn credentials_renewed_mid_stream_move_the_upload_to_a_new_connection() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let kvs = telescope::kvs::KvsConfig {
+        let kvs = telescope_kvs::KvsConfig {
             region: "us-east-1".into(),
             endpoint: Some(mock.url().to_owned()),
-            credentials: telescope::credentials::CredentialSource::Provider(creds()),
+            credentials: telescope_kvs::credentials::CredentialSource::Provider(creds()),
         };
-        telescope::kvs::KvsControl::new(&kvs)
+        telescope_kvs::KvsControl::new(&kvs)
             .await
             .unwrap()
             .create("cam", &Default::default())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use simulator::{MockKvs, MockKvsConfig};
+use mock_kvs::{MockKvs, MockKvsConfig};
 
 /// Arguments of `telescope mock-kvs`.
 #[derive(Debug, Args)]
@@ -35,11 +35,20 @@ pub struct MockKvsArgs {
     /// fragment, unacknowledged; `reset-after-bytes:N` cuts it after N body bytes; `refuse:N` answers the first N PutMedia requests with 503;
     /// `delay-acks:MS` holds every PERSISTED ack back.
     #[arg(long = "fault")]
-    pub faults: Vec<simulator::mock_kvs::Fault>,
-    /// GetMedia responses stream new fragments live and end after this long without one
-    /// (90, 90s, 10m; a bare number is seconds).
+    pub faults: Vec<mock_kvs::Fault>,
+    /// GetMedia responses stay open waiting for data, as the service's do; once a response
+    /// has sent what a producer sent and no producer is connected to the stream, it ends after
+    /// this long without a new fragment (90, 90s, 10m; a bare number is seconds).
     #[arg(long, default_value = "3s", value_parser = telescope::units::parse_duration)]
     pub get_media_idle: std::time::Duration,
+    /// The longest a GetMedia response lasts, as the service ends its sessions at about 45
+    /// minutes.
+    #[arg(long, default_value = "45m", value_parser = telescope::units::parse_duration)]
+    pub get_media_max: std::time::Duration,
+    /// A PutMedia connection that completes no header or fragment for this long is closed, as
+    /// the service closes one idle for 30 s (a producer sending a byte a second included).
+    #[arg(long, default_value = "30s", value_parser = telescope::units::parse_duration)]
+    pub put_media_idle: std::time::Duration,
 }
 
 pub fn run(args: MockKvsArgs) -> Result<()> {
@@ -50,9 +59,10 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
         store: args.store.clone(),
         region: args.region.clone(),
         faults: args.faults.clone(),
-        data_endpoint: None,
-        keep_media: true,
         get_media_idle: args.get_media_idle,
+        get_media_max: args.get_media_max,
+        put_media_idle: args.put_media_idle,
+        ..MockKvsConfig::default()
     };
     let mock = MockKvs::start(config)
         .with_context(|| format!("cannot start mock-kvs on {}", args.listen))?;

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use telescope::{Frame, PixelFormat};
+use crate::{Frame, PixelFormat};
 
 /// Why an image cannot be read or written.
 #[derive(Debug, thiserror::Error)]

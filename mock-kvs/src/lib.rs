@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 pub mod data;
 pub mod mkv;
+pub mod netem;
 pub mod sigv4;
 pub mod state;
 
