@@ -767,3 +767,227 @@ fn a_viewer_early_on_a_slow_irregular_camera_gets_pictures_before_it_gives_up() 
     );
     assert!(camera.finish() > 0);
 }
+
+/// Runs the test `name` again, alone, in a fresh process of this test binary (so that what it
+/// measures, RSS or log lines, is its own) and returns that run's output; `None` in that run.
+fn alone(name: &str) -> Option<Output> {
+    if std::env::var_os("TELESCOPE_TEST_ALONE").is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("timeout")
+        .arg("300")
+        .arg(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env("TELESCOPE_TEST_ALONE", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name} alone: {text}");
+    println!("{text}");
+    Some(out)
+}
+
+/// A figure of /proc/self/status in KiB (`VmRSS`, `VmHWM`).
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// OPTIONS on a new connection is answered 200 within a second.
+fn options_answered_within_a_second(port: u16) {
+    let begin = Instant::now();
+    let mut client = RawRtsp::connect(port, Duration::from_secs(1));
+    let options = client.request("OPTIONS", "*", &[]).unwrap();
+    assert_eq!(options.status, 200, "{options:?}");
+    assert!(
+        begin.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        begin.elapsed()
+    );
+}
+
+/// Send `total` bytes of header lines (or a body `Content-Length` announced that large) on a
+/// new connection, until the server closes it; returns the bytes the server took.
+fn flood(port: u16, total: usize, as_body: bool) -> usize {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = if as_body {
+        format!("ANNOUNCE rtsp://127.0.0.1:{port}/x RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {total}\r\n\r\n")
+    } else {
+        "DESCRIBE rtsp://127.0.0.1/x RTSP/1.0\r\nCSeq: 1\r\n".to_owned()
+    };
+    if s.write_all(head.as_bytes()).is_err() {
+        return 0;
+    }
+    let line = if as_body {
+        vec![b'a'; 1000]
+    } else {
+        format!("X-Pad: {}\r\n", "a".repeat(990)).into_bytes()
+    };
+    let mut sent = 0;
+    while sent < total {
+        if s.write_all(&line).is_err() {
+            break;
+        }
+        sent += line.len();
+    }
+    sent
+}
+
+/// Unauthenticated requests with huge headers (64 MiB in all, from 8 connections at once) or a
+/// huge body cost the server a bounded amount of memory, and it answers OPTIONS within a second
+/// afterwards. Before, the server parsed every header line into memory (RSS +268 MB for
+/// 64 MiB, kept by malloc afterwards).
+#[test]
+fn a_flood_of_huge_request_headers_leaves_memory_bounded_and_options_answered() {
+    if alone("a_flood_of_huge_request_headers_leaves_memory_bounded_and_options_answered").is_some()
+    {
+        return;
+    }
+    let server = server(Some(BasicAuth::new("viewer", "s3cret-pass")));
+    let port = server.port();
+    options_answered_within_a_second(port);
+    let before = proc_status_kib("VmRSS");
+    let floods: Vec<JoinHandle<usize>> = (0..9)
+        .map(|i| std::thread::spawn(move || flood(port, 8 << 20, i == 8)))
+        .collect();
+    let sent: Vec<usize> = floods.into_iter().map(|f| f.join().unwrap()).collect();
+    options_answered_within_a_second(port);
+    let after = proc_status_kib("VmRSS");
+    let peak = proc_status_kib("VmHWM");
+    let stats = server.stats();
+    println!(
+        "RSS before {before} KiB, after {after} KiB, peak {peak} KiB; accepted of 8 MiB each: {sent:?}; {stats:?}"
+    );
+    assert!(
+        after.saturating_sub(before) < 16 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+    assert_eq!(stats.requests_refused, 9, "{stats:?}");
+    assert!(
+        sent.iter().all(|&n| n < 8 << 20),
+        "every flood was cut off: {sent:?}"
+    );
+}
+
+/// Standard base64 (RFC 4648), for Basic credentials.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// 200 wrong passwords from one address as fast as it can send them: after a few the address is
+/// refused for a while without its passwords being checked (even the right one), each answer a
+/// 401 naming how long to wait; after the wait the right password works. The refusals are
+/// counted and logged as a few summary lines naming the address, not one line each, and no
+/// password reaches the log.
+#[test]
+fn repeated_wrong_passwords_from_one_address_are_throttled_and_summarised() {
+    if let Some(out) =
+        alone("repeated_wrong_passwords_from_one_address_are_throttled_and_summarised")
+    {
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("RTSP clients refused"))
+            .collect();
+        assert!((1..=3).contains(&lines.len()), "summary lines: {lines:#?}");
+        assert!(
+            lines.iter().any(|l| l.contains("127.0.0.1 (")),
+            "{lines:#?}"
+        );
+        assert!(!log.contains("guess-") && !log.contains("s3cret"), "{log}");
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let server = server(Some(BasicAuth::new("viewer", "s3cret-pass")));
+    let port = server.port();
+    let mount = server.mount("/secure").unwrap();
+    let t = telescope(SinkConfig::rtsp(mount.clone()));
+    t.start().unwrap();
+    let _camera = Camera::start(t.clone());
+    let url = mount.url().to_owned();
+    let credentials = |pass: &str| {
+        format!(
+            "Authorization: Basic {}",
+            base64(format!("viewer:{pass}").as_bytes())
+        )
+    };
+    let mut client = RawRtsp::connect(port, Duration::from_secs(5));
+    let begin = Instant::now();
+    let mut last = None;
+    for i in 0..200 {
+        let r = client
+            .request("DESCRIBE", &url, &[credentials(&format!("guess-{i}"))])
+            .unwrap();
+        assert_eq!(r.status, 401, "attempt {i}: {r:?}");
+        last = Some(r);
+    }
+    let took = begin.elapsed();
+    let last = last.unwrap();
+    assert!(last.header("retry-after").is_some(), "{last:?}");
+    let stats = server.stats();
+    println!("200 wrong passwords in {took:?}: {stats:?}");
+    assert_eq!(stats.auth_failures + stats.auth_throttled, 200, "{stats:?}");
+    assert!(
+        (5..=8).contains(&stats.auth_failures),
+        "only the first few passwords are checked: {stats:?}"
+    );
+
+    // The right password while the address is refused: refused too, with the wait.
+    let mut fresh = RawRtsp::connect(port, Duration::from_secs(5));
+    let r = fresh
+        .request("DESCRIBE", &url, &[credentials("s3cret-pass")])
+        .unwrap();
+    assert_eq!(r.status, 401, "{r:?}");
+    let mut wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=16).contains(&wait), "{r:?}");
+    let mut status = r.status;
+    for _ in 0..3 {
+        // Waits out the period the server announced (a protocol time, not a synchronisation).
+        std::thread::sleep(Duration::from_secs(wait));
+        let mut fresh = RawRtsp::connect(port, Duration::from_secs(5));
+        let r = fresh
+            .request("DESCRIBE", &url, &[credentials("s3cret-pass")])
+            .unwrap();
+        status = r.status;
+        match r.header("retry-after") {
+            Some(w) if status == 401 => wait = w.parse().unwrap(),
+            _ => break,
+        }
+    }
+    assert_eq!(status, 200, "the right password works after the wait");
+    let after = server.stats();
+    assert_eq!(after.auth_failures, stats.auth_failures, "{after:?}");
+    t.stop().unwrap();
+    drop(server);
+}

@@ -6,9 +6,18 @@
 //! grows with viewers. The feed outlives the Telescope's pipeline: when the Telescope restarts,
 //! viewers stay connected and the picture resumes. A viewer joining gets a key frame at once
 //! (an upstream force-key-unit request reaches the encoder), not a grey screen for a GOP.
+//!
+//! Bad clients cannot exhaust it: connections come in through [`gate`], which bounds what a
+//! request may cost before the server parses it, and failed logins are throttled per address
+//! and logged in bounded summaries ([`refusals`]).
+
+mod gate;
+mod refusals;
+
+use refusals::Refusal;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
@@ -80,6 +89,13 @@ pub struct RtspStats {
     pub auth_challenges: u64,
     /// Requests refused with 401 that carried wrong credentials.
     pub auth_failures: u64,
+    /// Requests refused with 401 without checking, their address being in a refusal period
+    /// after repeated failures.
+    pub auth_throttled: u64,
+    /// Connections closed for a request over a size limit or framed ambiguously.
+    pub requests_refused: u64,
+    /// Connections closed at once, the server or their address having too many open.
+    pub connections_refused: u64,
     /// Per mount, sorted by path.
     pub mounts: Vec<MountStats>,
 }
@@ -99,20 +115,38 @@ pub struct MountStats {
     pub key_frame_requests: u64,
 }
 
-#[derive(Debug, Default)]
-struct AuthCounters {
-    challenges: AtomicU64,
-    failures: AtomicU64,
+/// The client address of the request being handled.
+fn peer_ip(ctx: &gst_rtsp_server::RTSPContext) -> Option<IpAddr> {
+    use glib::translate::ToGlibPtr;
+    let raw: *const gst_rtsp_server::ffi::GstRTSPContext = ctx.to_glib_none().0;
+    // SAFETY: `ctx` is the live context of the request this thread is handling; its connection
+    // (when set) outlives the call and owns the returned string, which is copied at once.
+    unsafe {
+        let conn = (*raw).conn;
+        if conn.is_null() {
+            return None;
+        }
+        let ip = gst_rtsp::ffi::gst_rtsp_connection_get_ip(conn);
+        if ip.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(ip).to_str().ok()?.parse().ok()
+    }
 }
 
-/// An authenticator that counts what it refuses.
+/// An authenticator that throttles and counts what it refuses. It never waits: an address in
+/// a refusal period is answered 401 (with `Retry-After`) at once, without its credentials being
+/// checked, so the one thread serving every client is never held.
 mod counting_auth {
     use super::*;
     use gst_rtsp_server::subclass::prelude::*;
+    use refusals::{Refusal, Refusals};
+    use std::time::Instant;
 
     #[derive(Default)]
     pub struct Imp {
-        pub(super) counters: OnceLock<Arc<AuthCounters>>,
+        pub(super) refusals: OnceLock<Arc<Refusals>>,
+        pub(super) challenges: AtomicU64,
     }
 
     #[glib::object_subclass]
@@ -125,22 +159,50 @@ mod counting_auth {
     impl ObjectImpl for Imp {}
 
     impl RTSPAuthImpl for Imp {
-        fn check(&self, ctx: &gst_rtsp_server::RTSPContext, check: &glib::GString) -> bool {
-            let ok = self.parent_check(ctx, check);
-            if !ok {
-                if let Some(c) = self.counters.get() {
-                    let sent = ctx
-                        .request()
-                        .is_some_and(|r| !r.parse_auth_credentials().is_empty());
-                    if sent {
-                        c.failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("RTSP client refused: wrong credentials");
-                    } else {
-                        c.challenges.fetch_add(1, Ordering::Relaxed);
-                    }
+        /// Runs once per request that needs a login (the server then answers 401 itself when no
+        /// token was granted).
+        fn authenticate(&self, ctx: &gst_rtsp_server::RTSPContext) -> bool {
+            let (Some(refusals), Some(ip)) = (self.refusals.get(), peer_ip(ctx)) else {
+                return self.parent_authenticate(ctx);
+            };
+            if refusals
+                .throttle()
+                .refused_for(ip, Instant::now())
+                .is_some()
+            {
+                refusals.note(Refusal::Throttled, ip);
+                return false;
+            }
+            let ok = self.parent_authenticate(ctx);
+            if ctx.token().is_some() {
+                refusals.throttle().succeeded(ip);
+                return ok;
+            }
+            let sent = ctx
+                .request()
+                .is_some_and(|r| !r.parse_auth_credentials().is_empty());
+            if sent {
+                let penalty = refusals.throttle().failed(ip, Instant::now());
+                refusals.note(Refusal::WrongCredentials, ip);
+                if let Some(penalty) = penalty {
+                    tracing::debug!(client = %ip, ?penalty, "RTSP logins refused for a while");
                 }
+            } else {
+                self.challenges.fetch_add(1, Ordering::Relaxed);
             }
             ok
+        }
+
+        fn generate_authenticate_header(&self, ctx: &gst_rtsp_server::RTSPContext) {
+            self.parent_generate_authenticate_header(ctx);
+            let (Some(refusals), Some(ip)) = (self.refusals.get(), peer_ip(ctx)) else {
+                return;
+            };
+            let wait = refusals.throttle().refused_for(ip, Instant::now());
+            if let (Some(wait), Some(response)) = (wait, ctx.response()) {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response.add_header(gst_rtsp::RTSPHeaderField::RetryAfter, &secs.to_string());
+            }
         }
     }
 
@@ -358,13 +420,19 @@ struct Inner {
     port: u16,
     host: String,
     mounts: Arc<Mounts>,
-    auth: Option<Arc<AuthCounters>>,
+    /// The authenticator, when logins are required.
+    auth: Option<counting_auth::CountingAuth>,
+    refusals: Arc<refusals::Refusals>,
+    /// Stopped first, so that no connection is handed to a server going away.
+    gate: Mutex<Option<gate::Gate>>,
     clients: Arc<AtomicU64>,
     clients_total: Arc<AtomicU64>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        drop(self.gate.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.refusals.flush_now();
         // `quit()` before the thread has entered `run()` would be forgotten by it (run() marks
         // the loop running again) and the join below would wait for ever: ask the loop's own
         // context to quit it, which happens on its first iteration whenever that is.
@@ -448,28 +516,26 @@ impl RtspServer {
             .map_err(|_| {
                 TelescopeError::Config(format!("`{}` is not an IP address to bind", config.address))
             })?;
-        if config.port != 0 {
-            // gst-rtsp-server reports a busy port only as a generic failure: probe it first.
-            TcpListener::bind(bind).map_err(|e| {
-                TelescopeError::Config(format!(
-                    "cannot listen for RTSP on {bind}: {e} (choose another --rtsp port)"
-                ))
-            })?;
-        }
+        // We accept connections ourselves (see `gate`); the server never listens.
+        let listener = TcpListener::bind(bind).map_err(|e| {
+            TelescopeError::Config(format!(
+                "cannot listen for RTSP on {bind}: {e} (choose another --rtsp port)"
+            ))
+        })?;
         let server = gst_rtsp_server::RTSPServer::new();
-        server.set_address(&config.address);
-        server.set_service(&config.port.to_string());
-        let auth_counters = config.auth.as_ref().map(|basic| {
-            let counters = Arc::new(AuthCounters::default());
+        // A second line behind the gate's own body limit.
+        server.set_content_length_limit(gate::MAX_BODY_BYTES);
+        let refusals = Arc::new(refusals::Refusals::default());
+        let auth = config.auth.as_ref().map(|basic| {
             let auth: counting_auth::CountingAuth = glib::Object::new();
-            let _ = auth.imp().counters.set(counters.clone());
+            let _ = auth.imp().refusals.set(refusals.clone());
             let token = gst_rtsp_server::RTSPToken::builder()
                 .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
                 .build();
             let basic = gst_rtsp_server::RTSPAuth::make_basic(&basic.user, &basic.password);
             auth.add_basic(basic.as_str(), &token);
             server.set_auth(Some(&auth));
-            counters
+            auth
         });
         let clients = Arc::new(AtomicU64::new(0));
         let clients_total = Arc::new(AtomicU64::new(0));
@@ -505,10 +571,8 @@ impl RtspServer {
             });
         }
         let context = glib::MainContext::new();
-        let source = server.attach(Some(&context)).map_err(|e| {
-            TelescopeError::Config(format!("cannot listen for RTSP on {bind}: {e}"))
-        })?;
         let pool = server.session_pool();
+        let summaries = refusals.clone();
         let cleanup = glib::timeout_source_new(
             std::time::Duration::from_secs(2),
             None,
@@ -518,12 +582,34 @@ impl RtspServer {
                 if let Some(pool) = &pool {
                     pool.cleanup();
                 }
+                summaries.flush();
                 glib::ControlFlow::Continue
             },
         );
         cleanup.attach(Some(&context));
-        let port = u16::try_from(server.bound_port())
-            .map_err(|_| TelescopeError::Pipeline("RTSP server has no port".into()))?;
+        let hand_over = {
+            let (server, context) = (server.clone(), context.clone());
+            move |fd: std::os::fd::OwnedFd, ip: IpAddr, port: u16| {
+                let server = server.clone();
+                // The server serves a connection in the context of the source that hands it
+                // over: hand it over from a source of the server's own context.
+                context.invoke(move || {
+                    let handed = gst_rtsp_server::gio::Socket::from_fd(fd)
+                        .map_err(|e| e.to_string())
+                        .and_then(|socket| {
+                            server
+                                .transfer_connection(socket, &ip.to_string(), port.into(), None)
+                                .map_err(|e| e.to_string())
+                        });
+                    if let Err(error) = handed {
+                        tracing::debug!(client = %ip, %error, "RTSP connection not taken");
+                    }
+                });
+            }
+        };
+        let gate = gate::Gate::start(listener, refusals.clone(), Box::new(hand_over))
+            .map_err(|e| TelescopeError::Pipeline(format!("cannot start the RTSP gate: {e}")))?;
+        let port = gate.local_addr().port();
         let main_loop = glib::MainLoop::new(Some(&context), false);
         let thread = {
             let main_loop = main_loop.clone();
@@ -531,10 +617,6 @@ impl RtspServer {
                 .name("telescope-rtsp".into())
                 .spawn(move || {
                     main_loop.run();
-                    // The server's listening source lives in our context, not the default one.
-                    if let Some(listener) = context.find_source_by_id(&source) {
-                        listener.destroy();
-                    }
                     cleanup.destroy();
                 })
                 .map_err(|e| {
@@ -554,7 +636,9 @@ impl RtspServer {
             port,
             host,
             mounts,
-            auth: auth_counters,
+            auth,
+            refusals,
+            gate: Mutex::new(Some(gate)),
             clients,
             clients_total,
         };
@@ -687,12 +771,11 @@ impl RtspServer {
                 .inner
                 .auth
                 .as_ref()
-                .map_or(0, |a| a.challenges.load(Ordering::Relaxed)),
-            auth_failures: self
-                .inner
-                .auth
-                .as_ref()
-                .map_or(0, |a| a.failures.load(Ordering::Relaxed)),
+                .map_or(0, |a| a.imp().challenges.load(Ordering::Relaxed)),
+            auth_failures: self.inner.refusals.count(Refusal::WrongCredentials),
+            auth_throttled: self.inner.refusals.count(Refusal::Throttled),
+            requests_refused: self.inner.refusals.count(Refusal::Oversized),
+            connections_refused: self.inner.refusals.count(Refusal::Crowded),
             mounts,
         }
     }
