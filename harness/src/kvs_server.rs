@@ -25,7 +25,9 @@ pub struct MockKvsArgs {
         requires = "access_key"
     )]
     pub secret_key: Option<String>,
-    /// Keep streams in this directory across restarts.
+    /// Keep streams (names, ARNs, retention, tags, versions) in this directory across restarts.
+    /// Fragments are not kept: they live in memory, and after a restart ListFragments and
+    /// GetMedia find none.
     #[arg(long)]
     pub store: Option<PathBuf>,
     /// Region used in ARNs.
@@ -49,6 +51,10 @@ pub struct MockKvsArgs {
     /// the service closes one idle for 30 s (a producer sending a byte a second included).
     #[arg(long, default_value = "30s", value_parser = telescope::units::parse_duration)]
     pub put_media_idle: std::time::Duration,
+    /// Time a client has to send a request's headers (and a control-plane request's body)
+    /// before its connection is closed.
+    #[arg(long, default_value = "10s", value_parser = telescope::units::parse_duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 pub fn run(args: MockKvsArgs) -> Result<()> {
@@ -62,6 +68,7 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
         get_media_idle: args.get_media_idle,
         get_media_max: args.get_media_max,
         put_media_idle: args.put_media_idle,
+        request_timeout: args.request_timeout,
         ..MockKvsConfig::default()
     };
     let mock = MockKvs::start(config)
@@ -90,7 +97,10 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
         ),
     }
     if let Some(store) = &args.store {
-        lines.push(format!("  streams kept in {}", store.display()));
+        lines.push(format!(
+            "  streams kept in {} (their fragments are not: memory only)",
+            store.display()
+        ));
     }
     say(&lines);
     let _ = rx.recv();

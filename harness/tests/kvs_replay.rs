@@ -74,10 +74,15 @@ fn round_trip(
     gst_clip(&clip, 320, 240, "25/1", frames);
     let (_mock, url) = start_mock(faults);
     if let Some(json) = runtime_faults {
-        // The admin endpoint is the mock's own control, not a KVS API: unsigned.
+        // The admin endpoint is the mock's own control, not a KVS API, but it takes the same
+        // credentials: curl signs with SigV4.
         let out = Command::new("curl")
             .args([
                 "-sS",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:kinesisvideo",
+                "--user",
+                &format!("{KEY}:{SECRET}"),
                 "-X",
                 "POST",
                 "-H",

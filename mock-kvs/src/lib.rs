@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -19,13 +19,19 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-pub mod data;
+mod archive;
+pub mod connections;
+pub mod fault;
+mod get_media;
+pub mod limits;
+pub mod media;
 pub mod mkv;
 pub mod netem;
+mod put_media;
 pub mod sigv4;
 pub mod state;
 
-pub use data::Fault;
+pub use fault::Fault;
 
 use state::Streams;
 
@@ -49,8 +55,23 @@ pub struct MockKvsConfig {
     /// it off, so that its process's memory is the producer's, not the store's.
     pub keep_media: bool,
     /// A GetMedia response stays open for new fragments as they arrive (as KVS streams live
-    /// media) and ends after this long without one (default 3 s).
-    pub get_media_idle: std::time::Duration,
+    /// media); once it has sent what a producer sent and no producer is connected, it ends after
+    /// this long without a new fragment (default 3 s).
+    pub get_media_idle: Duration,
+    /// The longest a GetMedia response lasts (default 45 min, as the service's sessions).
+    pub get_media_max: Duration,
+    /// A PutMedia connection that completes no header or fragment for this long is closed
+    /// (default 30 s, the service's PutMedia idle limit).
+    pub put_media_idle: Duration,
+    /// Time a client has to send a request's headers, and a control-plane request's body
+    /// (default 10 s).
+    pub request_timeout: Duration,
+    /// Bytes all PutMedia connections together may hold in partly received fragments
+    /// (default 256 MiB; one fragment is at most 50 MB).
+    pub buffer_budget: u64,
+    /// Connections served at once (default 512, and never more than the descriptor limit
+    /// allows); past it, the longest-idle connection makes room for the new one.
+    pub max_connections: usize,
 }
 
 impl Default for MockKvsConfig {
@@ -63,7 +84,12 @@ impl Default for MockKvsConfig {
             faults: Vec::new(),
             data_endpoint: None,
             keep_media: true,
-            get_media_idle: std::time::Duration::from_secs(3),
+            get_media_idle: Duration::from_secs(3),
+            get_media_max: Duration::from_secs(45 * 60),
+            put_media_idle: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            buffer_budget: 256 << 20,
+            max_connections: 512,
         }
     }
 }
@@ -72,7 +98,13 @@ struct Ctx {
     config: MockKvsConfig,
     url: String,
     streams: Mutex<Streams>,
-    media: Mutex<HashMap<String, data::Media>>,
+    media: Mutex<HashMap<String, media::Media>>,
+    /// Counters served at `/_mock/stats`.
+    stats: media::Stats,
+    /// Connections being served.
+    connections: Arc<connections::Connections>,
+    /// Bytes PutMedia connections hold, all together.
+    budget: Arc<limits::ByteBudget>,
     /// Bumped whenever a fragment is stored, for live GetMedia responses.
     stored: tokio::sync::watch::Sender<u64>,
     /// Faults in force (start from the configuration, changed at run time via `/_mock/faults`).
@@ -91,7 +123,13 @@ impl Ctx {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-    fn media(&self) -> MutexGuard<'_, HashMap<String, data::Media>> {
+    fn stats_json(&self) -> Value {
+        let mut stats = self.stats.to_json();
+        stats["buffered_bytes"] = json!(self.budget.used());
+        stats["connections"] = json!(self.connections.len());
+        stats
+    }
+    fn media(&self) -> MutexGuard<'_, HashMap<String, media::Media>> {
         self.media.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -120,7 +158,11 @@ impl MockKvs {
         let url = format!("http://{addr}");
         let streams = Streams::open(config.store.as_deref())?;
         let config_faults = config.faults.clone();
+        let budget = limits::ByteBudget::new(config.buffer_budget);
         let ctx = Arc::new(Ctx {
+            stats: media::Stats::default(),
+            connections: Default::default(),
+            budget,
             config,
             url: url.clone(),
             streams: Mutex::new(streams),
@@ -164,6 +206,11 @@ impl MockKvs {
         *self.ctx.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
     }
 
+    /// The counters `/_mock/stats` serves.
+    pub fn stats(&self) -> Value {
+        self.ctx.stats_json()
+    }
+
     /// What a stream holds: (fragments stored, distinct frames). A resent fragment is stored
     /// twice, as KVS does; frames are counted once per producer timecode.
     pub fn stored(&self, stream: &str) -> (usize, u64) {
@@ -205,21 +252,71 @@ async fn serve(
             return;
         }
     };
+    let max = connections::descriptor_room().map_or(ctx.config.max_connections, |room| {
+        room.min(ctx.config.max_connections)
+    });
+    let registry = ctx.connections.clone();
+    let mut failures = 0u32;
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                failures = 0;
+                stream
+            }
+            Err(e) => {
+                // EMFILE and the like: the connection waits in the backlog, so accepting again
+                // at once fails again at once. Back off instead of spinning.
+                media::Stats::bump(&ctx.stats.accept_errors);
+                tracing::warn!(error = %e, "mock-kvs cannot accept a connection");
+                let pause = limits::accept_backoff(failures);
+                failures = failures.saturating_add(1);
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let admitted = registry.admit(max);
+        let ctx = ctx.clone();
+        let timeout = ctx.config.request_timeout;
+        tokio::spawn(async move {
+            let conn = admitted.conn.clone();
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let service = hyper::service::service_fn(move |req| {
+                let in_flight = connections::InFlight::start(&conn);
                 let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let service = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
-                    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                async move {
+                    let response = handle(req, ctx).await?;
+                    Ok::<_, Infallible>(response.map(|body| {
+                        connections::Tracked {
+                            body,
+                            _in_flight: in_flight,
+                        }
+                        .boxed()
+                    }))
+                }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                // A client sending its headers a byte at a time, or nothing at all, is cut off.
+                .header_read_timeout(timeout)
+                .serve_connection(io, service);
+            tokio::select! {
+                result = served => {
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "mock-kvs connection ended");
                     }
-                });
+                }
+                _ = admitted.conn.close.notified() => {
+                    tracing::debug!("mock-kvs closed an idle connection to make room");
+                }
             }
-        }
+            drop(admitted);
+        });
     }
 }
 
@@ -264,7 +361,8 @@ fn respond(reply: Reply) -> Response<Body> {
         Err(e) => (
             e.status,
             Some(e.kind),
-            json!({ "message": e.message }).to_string(),
+            // KVS spells it `Message` (producer-c #139, producer-sdk-cpp #433).
+            json!({ "Message": e.message }).to_string(),
         ),
     };
     let mut builder = Response::builder()
@@ -279,35 +377,71 @@ fn respond(reply: Reply) -> Response<Body> {
 }
 
 async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>, Infallible> {
+    let mut response = route_request(req, ctx).await;
+    // Every answer carries a request id, media ones included (boto3 #1828 shows
+    // `x-amzn-requestid` on GetMedia; aws-sdk-cpp #2203 spells it `x-amzn-RequestId`).
+    if let Ok(id) = http::HeaderValue::from_str(&request_id()) {
+        response.headers_mut().insert("x-amzn-RequestId", id);
+    }
+    Ok(response)
+}
+
+/// A fresh request id in the service's UUID form (unique, not secret: a counter hashed with
+/// the process's random hash keys).
+fn request_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let keys = KEYS.get_or_init(RandomState::new);
+    let hex = format!("{:016x}{:016x}", keys.hash_one(n), keys.hash_one(!n));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+async fn route_request(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     if path == "/putMedia" {
         // Streamed both ways: acks flow back while the body still arrives.
-        return Ok(data::put_media(req, ctx).await);
+        return put_media::put_media(req, ctx).await;
     }
-    // The mock's own admin endpoint is not a KVS API and takes no signature.
-    let signed = !path.starts_with("/_mock/");
-    let input = match read_request(req, &ctx, signed).await {
-        Ok(input) => input,
-        Err(e) => return Ok(respond(Err(e))),
-    };
-    Ok(match path.as_str() {
-        "/getMedia" => data::get_media(ctx, &input),
-        "/getMediaForFragmentList" => data::get_media_for_fragment_list(&ctx, &input),
+    // The mock's own admin endpoints take the same credentials as the KVS APIs: whoever may
+    // not call DescribeStream may not inject faults either.
+    let input =
+        match tokio::time::timeout(ctx.config.request_timeout, read_request(req, &ctx)).await {
+            Ok(Ok(input)) => input,
+            Ok(Err(e)) => return respond(Err(e)),
+            Err(_) => {
+                media::Stats::bump(&ctx.stats.timed_out);
+                return respond(Err(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "InvalidArgumentException",
+                    "the request body did not arrive in time",
+                )));
+            }
+        };
+    match path.as_str() {
+        "/getMedia" => get_media::get_media(ctx, &input),
+        "/getMediaForFragmentList" => archive::get_media_for_fragment_list(&ctx, &input),
         _ => respond(route(&ctx, &path, &input)),
-    })
+    }
 }
 
 /// Check the signature and parse the JSON body of a control-plane style request.
-async fn read_request(req: Request<Incoming>, ctx: &Ctx, signed: bool) -> Result<Value, ApiError> {
+async fn read_request(req: Request<Incoming>, ctx: &Ctx) -> Result<Value, ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = Limited::new(body, 1 << 20)
         .collect()
         .await
         .map_err(|_| invalid("request body too large or unreadable"))?
         .to_bytes();
-    if signed {
-        authorize(ctx, &parts, Some(&bytes))?;
-    }
+    authorize(ctx, &parts, Some(&bytes))?;
     if parts.method != http::Method::POST {
         return Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -373,8 +507,9 @@ fn route(ctx: &Ctx, path: &str, input: &Value) -> Reply {
         "/getDataEndpoint" => get_data_endpoint(ctx, input),
         "/tagStream" => tag_stream(ctx, input),
         "/listTagsForStream" => list_tags(ctx, input),
-        "/listFragments" => data::list_fragments(ctx, input),
+        "/listFragments" => archive::list_fragments(ctx, input),
         "/_mock/faults" => set_faults(ctx, input),
+        "/_mock/stats" => Ok(ctx.stats_json()),
         other => Err(error(
             StatusCode::NOT_FOUND,
             "UnknownOperationException",
@@ -393,6 +528,42 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// "A Kinesis video stream can support up to 50 tags" (TagStream, kinesisvideo API reference).
+const MAX_TAGS: usize = 50;
+
+fn too_many_tags() -> ApiError {
+    error(
+        StatusCode::BAD_REQUEST,
+        "TagsPerResourceExceededLimitException",
+        "You have exceeded the limit of tags that you can associate with the resource. \
+         A Kinesis video stream can support up to 50 tags.",
+    )
+}
+
+/// The longest retention: "the maximum value is 87600 (ten years)" (UpdateDataRetention,
+/// kinesisvideo API reference).
+const MAX_RETENTION_HOURS: i64 = 87_600;
+
+/// An optional integer member. A value that is not a JSON integer fitting the model's 32-bit
+/// `integer` (a string, `1e18`, `2.5`) fails deserialization, which the service's framework
+/// answers with `SerializationException`, HTTP 400 (aws-sdk-js #2093 shows KVS answering so).
+fn int_field(input: &Value, name: &str) -> Result<Option<i64>, ApiError> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| i32::try_from(*n).is_ok())
+            .map(Some)
+            .ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "SerializationException",
+                    format!("{name} must be a 32-bit integer"),
+                )
+            }),
+    }
 }
 
 fn tags_of(input: &Value) -> Result<BTreeMap<String, String>, ApiError> {
@@ -419,14 +590,16 @@ fn create_stream(ctx: &Ctx, input: &Value) -> Reply {
             "StreamName `{name}` must be 1-256 characters of [a-zA-Z0-9_.-]"
         )));
     }
-    let retention = input
-        .get("DataRetentionInHours")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    if retention < 0 {
-        return Err(invalid("DataRetentionInHours must not be negative"));
+    let retention = int_field(input, "DataRetentionInHours")?.unwrap_or(0);
+    if !(0..=MAX_RETENTION_HOURS).contains(&retention) {
+        return Err(invalid(format!(
+            "DataRetentionInHours must be 0 to {MAX_RETENTION_HOURS}"
+        )));
     }
     let tags = tags_of(input)?;
+    if tags.len() > MAX_TAGS {
+        return Err(too_many_tags());
+    }
     let mut streams = ctx.streams();
     if streams.streams.contains_key(name) {
         return Err(error(
@@ -532,11 +705,7 @@ fn update_retention(ctx: &Ctx, input: &Value) -> Reply {
     let Some(version) = str_field(input, "CurrentVersion") else {
         return Err(invalid("CurrentVersion is required"));
     };
-    let Some(change) = input
-        .get("DataRetentionChangeInHours")
-        .and_then(Value::as_i64)
-        .filter(|c| *c >= 1)
-    else {
+    let Some(change) = int_field(input, "DataRetentionChangeInHours")?.filter(|c| *c >= 1) else {
         return Err(invalid("DataRetentionChangeInHours must be at least 1"));
     };
     let sign = match str_field(input, "Operation") {
@@ -565,8 +734,10 @@ fn update_retention(ctx: &Ctx, input: &Value) -> Reply {
         ));
     }
     let retention = stream.retention_hours + sign * change;
-    if retention < 0 {
-        return Err(invalid("retention would become negative"));
+    if !(0..=MAX_RETENTION_HOURS).contains(&retention) {
+        return Err(invalid(format!(
+            "retention would be {retention} hours, outside 0 to {MAX_RETENTION_HOURS}"
+        )));
     }
     stream.retention_hours = retention;
     stream.version = next;
@@ -610,14 +781,13 @@ fn tag_stream(ctx: &Ctx, input: &Value) -> Reply {
     let Some(stream) = streams.find_mut(name, arn) else {
         return Err(not_found(name.or(arn).unwrap_or_default()));
     };
-    stream.tags.extend(tags);
-    if stream.tags.len() > 50 {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "TagsPerResourceExceededLimitException",
-            "at most 50 tags per stream",
-        ));
+    // Checked on the merged set before anything changes: a refused request applies nothing.
+    let mut merged = stream.tags.clone();
+    merged.extend(tags);
+    if merged.len() > MAX_TAGS {
+        return Err(too_many_tags());
     }
+    stream.tags = merged;
     let _ = streams.save();
     Ok(json!({}))
 }
