@@ -10,6 +10,7 @@ mod html;
 mod kvs_server;
 mod replay;
 mod report;
+mod run_app;
 mod sample;
 mod sinks;
 mod soak;
@@ -36,6 +37,9 @@ enum Command {
     Soak(Box<soak::SoakArgs>),
     /// Re-render a run's report.html, or compare two runs side by side.
     Report(report::ReportArgs),
+    /// Run an unmodified Panorama application (graphs/, packages/) on the simulator, its
+    /// cameras replaying footage and its models served locally (python -m panoramasdk run).
+    RunApp(run_app::RunAppArgs),
     /// One Telescope variant of `telescope bench` (internal).
     #[command(hide = true)]
     BenchRun(bench::BenchRunArgs),
@@ -59,6 +63,10 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Soak(args) => soak::run(*args),
         Command::BenchRun(args) => bench::run_one(args),
+        Command::RunApp(args) => match run_app::run(args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,10 +92,10 @@ pub struct ReplayArgs {
     pub duration: Option<Duration>,
     /// Encoder: auto, x264, openh264, nvidia, v4l2, vaapi.
     #[arg(long, default_value = "auto")]
-    pub encoder: String,
+    pub encoder: telescope::EncoderKind,
     /// Encoder profile: edge-low-cpu, balanced (default) or quality (see the README).
     #[arg(long, default_value = "balanced")]
-    pub encoder_profile: String,
+    pub encoder_profile: telescope::EncoderProfile,
     /// Draw this scene (JSON) on every streamed frame.
     #[arg(long)]
     pub scene: Option<PathBuf>,
@@ -475,10 +475,8 @@ pub fn run_with(args: ReplayArgs, hooks: Hooks) -> Result<Report> {
     );
     let mut lanes = Vec::with_capacity(plan.len());
     let encoder = telescope::EncoderConfig {
-        kind: telescope::EncoderKind::parse(&args.encoder)?,
-        ..telescope::EncoderConfig::for_profile(telescope::EncoderProfile::parse(
-            &args.encoder_profile,
-        )?)
+        kind: args.encoder.clone(),
+        ..telescope::EncoderConfig::for_profile(args.encoder_profile)
     };
     let make =
         |name: &str, configs: Vec<SinkConfig>, overlay: Option<Overlay>| -> Result<Telescope> {

@@ -35,9 +35,13 @@ impl EncoderKind {
             EncoderKind::OpenH264 => "openh264enc",
         }
     }
+}
 
-    /// Parse `auto`, `x264`, `openh264`, `nvidia`, `v4l2`, `vaapi` or a factory name.
-    pub fn parse(s: &str) -> Result<Self, TelescopeError> {
+impl std::str::FromStr for EncoderKind {
+    type Err = TelescopeError;
+
+    /// `auto`, `x264`, `openh264`, `nvidia`, `v4l2`, `vaapi` or a factory name.
+    fn from_str(s: &str) -> Result<Self, TelescopeError> {
         Ok(match s {
             "auto" => EncoderKind::Auto,
             "x264" | "x264enc" => EncoderKind::X264,
@@ -48,7 +52,9 @@ impl EncoderKind {
             other => return Err(TelescopeError::Config(format!("unknown encoder `{other}`"))),
         })
     }
+}
 
+impl EncoderKind {
     const AUTO_ORDER: [EncoderKind; 5] = [
         EncoderKind::Nvidia,
         EncoderKind::V4l2,
@@ -119,7 +125,7 @@ impl EncoderProfile {
         }
     }
 
-    /// Parse a profile name.
+    /// Parse a profile name (also [`std::str::FromStr`]).
     pub fn parse(s: &str) -> Result<Self, TelescopeError> {
         Self::ALL
             .into_iter()
@@ -373,6 +379,14 @@ pub(crate) fn build(
     })
 }
 
+impl std::str::FromStr for EncoderProfile {
+    type Err = TelescopeError;
+
+    fn from_str(s: &str) -> Result<Self, TelescopeError> {
+        EncoderProfile::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,7 +407,7 @@ mod tests {
             .bitrate_for(1, 1, r),
             900
         );
-        assert!(EncoderKind::parse("h265").is_err());
+        assert!("h265".parse::<EncoderKind>().is_err());
         for p in EncoderProfile::ALL {
             assert_eq!(EncoderProfile::parse(p.name()).unwrap(), p);
         }

@@ -428,7 +428,7 @@ impl Telescope {
         };
         let mut encoder_config = EncoderConfig::for_profile(profile);
         if let Some(e) = encoder {
-            encoder_config.kind = EncoderKind::parse(&e).map_err(config_err)?;
+            encoder_config.kind = e.parse::<EncoderKind>().map_err(config_err)?;
         }
         encoder_config.bitrate_kbps = bitrate_kbps;
         b = b.encoder(encoder_config);
@@ -556,6 +556,8 @@ fn stats_dict<'py>(py: Python<'py>, s: &telescope::Stats) -> PyResult<Bound<'py,
     Ok(d)
 }
 
+mod node;
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Telescope>()?;
@@ -563,6 +565,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RtspMount>()?;
     m.add_class::<KvsStream>()?;
     m.add_class::<Scene>()?;
+    m.add_class::<node::Node>()?;
     m.add_function(wrap_pyfunction!(render, m)?)?;
     m.add("TelescopeError", m.py().get_type::<TelescopeError>())?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;

@@ -242,7 +242,7 @@ def test_a_kvs_stream_into_mock_kvs_is_read_back_with_boto3(tmp_path, mock_kvs):
     assert len(numbers) == delivered["fragments"], numbers
     got = archive.get_media_for_fragment_list(StreamName="py-lobby", Fragments=numbers + ["7"])
     payload = got["Payload"].read()
-    assert b"AWS_KINESISVIDEO_EXCEPTION_ERROR_CODE" in payload, "the unknown fragment is reported"
+    assert b"AWS_KINESISVIDEO_ERROR_CODE" in payload, "the unknown fragment is reported"
     listed = tmp_path / "listed.mkv"
     listed.write_bytes(payload)
     assert probe(listed)[:3] == (160, 120, n)

@@ -1,0 +1,376 @@
+"""A Panorama application directory: graph, override manifests, packages and descriptors.
+
+Everything is read and checked before the application starts; every problem is a
+``GraphError`` whose message names the file and the node, port or package concerned.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+#: Parameter types and the Python type of their values.
+PARAM_TYPES = {"float32": float, "int32": int, "string": str, "boolean": bool}
+_STOCK_CAMERA = ("panorama", "abstract_rtsp_media_source")
+_STOCK_SINK = ("panorama", "hdmi_data_sink")
+_SINK_CATEGORIES = ("media_sink", "data_sink", "hdmi_data_sink")
+
+
+class GraphError(Exception):
+    """The application's manifests are inconsistent or unreadable."""
+
+
+def _load_json(path: str, what: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise GraphError(f"{what} not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise GraphError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
+    except OSError as e:
+        raise GraphError(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+@dataclass
+class Port:
+    name: str
+    type: str
+    default: object = None
+
+
+@dataclass
+class Interface:
+    package: str
+    name: str
+    category: str
+    asset: Optional[str]
+    inputs: List[Port]
+    outputs: List[Port]
+
+
+@dataclass
+class Model:
+    """A model node: its descriptor's inputs (name -> shape) and framework."""
+
+    node: str
+    framework: Optional[str]
+    inputs: List[Tuple[str, List[int]]]
+    package_dir: Optional[str]
+
+
+@dataclass
+class App:
+    root: str
+    graph_path: str
+    code_node: str
+    code_interface: Interface
+    code_dir: str
+    entry: List[str]
+    environment: Dict[str, str]
+    #: Camera node names, in graph order, per input port of the code node.
+    cameras: Dict[str, List[str]]
+    #: Parameter values per input port of the code node.
+    params: Dict[str, object]
+    #: Output ports of the code node connected to a sink (or declared).
+    outputs: List[str]
+    models: Dict[str, Model]
+    #: Default stream URLs of local camera packages (``streamUrl``), by camera node.
+    camera_urls: Dict[str, str] = field(default_factory=dict)
+
+    def all_cameras(self) -> List[str]:
+        seen: List[str] = []
+        for names in self.cameras.values():
+            for n in names:
+                if n not in seen:
+                    seen.append(n)
+        return seen
+
+
+def _split_ref(ref: str, where: str) -> Tuple[str, str, Optional[str]]:
+    m = re.fullmatch(r"([$A-Za-z0-9_]+)::([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?", ref or "")
+    if not m:
+        raise GraphError(f"{where}: `{ref}` is not ACCOUNT::PACKAGE[.INTERFACE]")
+    return m.group(1), m.group(2), m.group(3)
+
+
+def _ports(items, where: str) -> List[Port]:
+    out = []
+    for p in items or []:
+        if not isinstance(p, dict) or "name" not in p or "type" not in p:
+            raise GraphError(f"{where}: a port needs a name and a type")
+        if p["type"] != "media" and p["type"] not in PARAM_TYPES:
+            raise GraphError(f"{where}: port {p['name']} has unknown type `{p['type']}`")
+        out.append(Port(p["name"], p["type"], p.get("default")))
+    return out
+
+
+def _find_graph(root: str) -> str:
+    found = sorted(glob.glob(os.path.join(root, "graphs", "*", "graph.json")))
+    if not found:
+        if not os.path.isdir(root):
+            raise GraphError(f"application directory not found: {root}")
+        raise GraphError(f"no graphs/*/graph.json in {root}")
+    if len(found) > 1:
+        raise GraphError(f"several graphs in {root}: {', '.join(found)}")
+    return found[0]
+
+
+def _typed(value, kind: str, where: str):
+    py = PARAM_TYPES[kind]
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+    elif kind == "float32":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind == "int32":
+        if isinstance(value, int) and not isinstance(value, bool) and -2**31 <= value < 2**31:
+            return value
+    elif isinstance(value, str):
+        return value
+    raise GraphError(f"{where}: value {value!r} is not a {kind} ({py.__name__})")
+
+
+def _apply_override(nodes: dict, edges: list, packages: list, path: str) -> None:
+    doc = _load_json(path, "override manifest")
+    ov = doc.get("nodeGraphOverrides")
+    if not isinstance(ov, dict):
+        raise GraphError(f"{path}: no nodeGraphOverrides object")
+    for n in ov.get("nodes", []):
+        if "name" not in n:
+            raise GraphError(f"{path}: a node without a name")
+        nodes[n["name"]] = dict(n, _override=True)
+    packages.extend(ov.get("packages", []))
+    edges.extend(ov.get("edges", []))
+    for o in ov.get("nodeOverrides", []):
+        target = o.get("replace")
+        if target not in nodes:
+            raise GraphError(f"{path}: nodeOverrides replaces unknown node `{target}`")
+        with_ = [w.get("name") for w in o.get("with", [])]
+        for w in with_:
+            if w not in nodes:
+                raise GraphError(f"{path}: node `{target}` is replaced by unknown node `{w}`")
+        replaced = nodes[target]
+        if replaced.get("interface") in PARAM_TYPES:
+            if len(with_) != 1:
+                raise GraphError(f"{path}: parameter `{target}` must be replaced by one node")
+            new = nodes[with_[0]]
+            replaced["value"] = new.get("value")
+            continue
+        del nodes[target]
+        new_edges = []
+        for e in edges:
+            for side in ("producer", "consumer"):
+                node_part, _, port = e.get(side, "").partition(".")
+                if node_part == target:
+                    for w in with_:
+                        new_edges.append(dict(e, **{side: f"{w}.{port}" if port else w}))
+                    break
+            else:
+                new_edges.append(e)
+        edges[:] = new_edges
+
+
+def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ()) -> App:
+    """Reads and checks the application in ``root``. ``external_cameras`` are camera nodes
+    whose packages live in the account (supplied with ``--camera NODE=SOURCE``)."""
+    root = os.path.abspath(root)
+    graph_path = _find_graph(root)
+    doc = _load_json(graph_path, "graph")
+    g = doc.get("nodeGraph")
+    if not isinstance(g, dict):
+        raise GraphError(f"{graph_path}: no nodeGraph object")
+    nodes: Dict[str, dict] = {}
+    for n in g.get("nodes", []):
+        if not isinstance(n, dict) or "name" not in n or "interface" not in n:
+            raise GraphError(f"{graph_path}: every node needs a name and an interface")
+        if n["name"] in nodes:
+            raise GraphError(f"{graph_path}: node `{n['name']}` is declared twice")
+        nodes[n["name"]] = dict(n)
+    edges = [dict(e) for e in g.get("edges", [])]
+    packages = list(g.get("packages", []))
+    for o in overrides:
+        _apply_override(nodes, edges, packages, o)
+    versions = {}
+    for p in packages:
+        if "name" not in p:
+            raise GraphError(f"{graph_path}: a package without a name")
+        versions[p["name"]] = str(p.get("version", ""))
+
+    interfaces: Dict[str, Interface] = {}
+    package_dirs: Dict[str, str] = {}
+
+    def interface_of(node: dict) -> Optional[Interface]:
+        ref = node["interface"]
+        if ref in PARAM_TYPES:
+            return None
+        where = f"node `{node['name']}`"
+        acct, pkg, iface = _split_ref(ref, where)
+        if iface is None:
+            raise GraphError(f"{where}: interface `{ref}` names no interface (PACKAGE.INTERFACE)")
+        if (acct, pkg) == _STOCK_CAMERA:
+            return Interface(pkg, iface, "media_source", None, [], [Port("video_out", "media")])
+        if (acct, pkg) == _STOCK_SINK:
+            return Interface(pkg, iface, "media_sink", None, [Port("video_in", "media")], [])
+        full = f"{acct}::{pkg}"
+        if full not in versions:
+            raise GraphError(f"{where}: package `{full}` is not in the graph's packages")
+        d = os.path.join(root, "packages", f"{acct}-{pkg}-{versions[full]}")
+        if not os.path.isdir(d):
+            if node["name"] in external_cameras:
+                return Interface(pkg, iface, "media_source", None, [], [Port("video_out", "media")])
+            raise GraphError(f"{where}: package directory not found: {d}")
+        manifest = _load_json(os.path.join(d, "package.json"), "package manifest")
+        np_ = manifest.get("nodePackage", {})
+        for i in np_.get("interfaces", []):
+            if i.get("name") == iface:
+                desc = f"{d}/package.json interface {iface}"
+                package_dirs[node["name"]] = d
+                return Interface(
+                    pkg,
+                    iface,
+                    i.get("category", ""),
+                    i.get("asset"),
+                    _ports(i.get("inputs"), desc),
+                    _ports(i.get("outputs"), desc),
+                )
+        raise GraphError(f"{where}: package {d} has no interface `{iface}`")
+
+    for name, n in nodes.items():
+        interfaces[name] = interface_of(n)
+
+    code = [k for k, i in interfaces.items() if i is not None and i.category == "business_logic"]
+    if not code:
+        raise GraphError(f"{graph_path}: no code node (an interface of category business_logic)")
+    if len(code) > 1:
+        raise GraphError(f"{graph_path}: several code nodes ({', '.join(code)}); one is supported")
+    code_node = code[0]
+    ci = interfaces[code_node]
+    in_ports = {p.name: p for p in ci.inputs}
+    out_ports = {p.name: p for p in ci.outputs}
+    cameras: Dict[str, List[str]] = {p: [] for p, v in in_ports.items() if v.type == "media"}
+    params: Dict[str, object] = {}
+    outputs: List[str] = []
+    fed = set()
+    for e in edges:
+        prod, cons = e.get("producer", ""), e.get("consumer", "")
+        pnode, _, pport = prod.partition(".")
+        cnode, _, cport = cons.partition(".")
+        where = f"{graph_path}: edge {prod} -> {cons}"
+        for n_ in (pnode, cnode):
+            if n_ not in nodes:
+                raise GraphError(f"{where}: unknown node `{n_}`")
+        if cnode == code_node:
+            if cport not in in_ports:
+                raise GraphError(f"{where}: code node `{code_node}` has no input port `{cport}`")
+            port = in_ports[cport]
+            src = nodes[pnode]
+            if src["interface"] in PARAM_TYPES:
+                if port.type != src["interface"]:
+                    raise GraphError(
+                        f"{where}: parameter `{pnode}` is {src['interface']} "
+                        f"but port `{cport}` takes {port.type}"
+                    )
+                params[cport] = _typed(src.get("value"), port.type, f"parameter node `{pnode}`")
+            else:
+                si = interfaces[pnode]
+                if si.category != "media_source" or port.type != "media":
+                    raise GraphError(f"{where}: `{pnode}` ({si.category}) cannot feed port `{cport}` ({port.type})")
+                if pport and pport not in [p.name for p in si.outputs]:
+                    raise GraphError(f"{where}: camera `{pnode}` has no output port `{pport}`")
+                cameras[cport].append(pnode)
+                fed.add(pnode)
+        elif pnode == code_node:
+            if pport not in out_ports:
+                raise GraphError(f"{where}: code node `{code_node}` has no output port `{pport}`")
+            ti = interfaces[cnode]
+            if ti is None or ti.category not in _SINK_CATEGORIES:
+                raise GraphError(f"{where}: `{cnode}` is not a media sink")
+            outputs.append(pport)
+        elif interfaces.get(pnode) is not None and interfaces[pnode].category == "media_source":
+            fed.add(pnode)
+    for name, i in interfaces.items():
+        if i is not None and i.category == "media_source" and name not in fed:
+            raise GraphError(f"{graph_path}: camera node `{name}` feeds nothing")
+    for pname, port in in_ports.items():
+        if port.type != "media" and pname not in params and port.default is not None:
+            params[pname] = _typed(port.default, port.type, f"port `{pname}` default")
+    for pname in out_ports:
+        if pname not in outputs:
+            outputs.append(pname)
+
+    models: Dict[str, Model] = {}
+    for name, i in interfaces.items():
+        if i is not None and i.category == "ml_model":
+            models[name] = _model(name, i, package_dirs.get(name), root)
+
+    code_pkg = package_dirs.get(code_node)
+    if code_pkg is None:
+        raise GraphError(f"code node `{code_node}`: its package directory is missing")
+    entry, env = _entry(code_pkg, root, ci)
+    src = os.path.join(code_pkg, "src")
+    camera_urls = {}
+    for name, i in interfaces.items():
+        if i is not None and i.category == "media_source":
+            for p in i.inputs:
+                if p.name == "streamUrl" and isinstance(p.default, str):
+                    camera_urls[name] = p.default
+    return App(
+        root=root,
+        graph_path=graph_path,
+        code_node=code_node,
+        code_interface=ci,
+        code_dir=src if os.path.isdir(src) else code_pkg,
+        entry=entry,
+        environment=env,
+        cameras=cameras,
+        params=params,
+        outputs=outputs,
+        models=models,
+        camera_urls=camera_urls,
+    )
+
+
+def _descriptor(pkg_dir: str, root: str, asset: Optional[str], key: str) -> dict:
+    manifest = _load_json(os.path.join(pkg_dir, "package.json"), "package manifest")
+    for a in manifest.get("nodePackage", {}).get("assets", []):
+        if a.get("name") == asset:
+            for impl in a.get("implementations", []):
+                uri = impl.get("descriptorUri")
+                if uri and os.path.isfile(os.path.join(root, "assets", uri)):
+                    return _load_json(os.path.join(root, "assets", uri), "descriptor")
+    path = os.path.join(pkg_dir, "descriptor.json")
+    doc = _load_json(path, "descriptor")
+    if key not in doc:
+        raise GraphError(f"{path}: no {key}")
+    return doc
+
+
+def _model(node: str, i: Interface, pkg_dir: Optional[str], root: str) -> Model:
+    if pkg_dir is None:
+        return Model(node, None, [], None)
+    d = _descriptor(pkg_dir, root, i.asset, "mlModelDescriptor")["mlModelDescriptor"]
+    inputs = []
+    for inp in d.get("inputs", []):
+        if "name" not in inp or not isinstance(inp.get("shape"), list):
+            raise GraphError(f"model node `{node}`: each descriptor input needs a name and a shape")
+        inputs.append((inp["name"], [int(x) for x in inp["shape"]]))
+    return Model(node, d.get("framework"), inputs, pkg_dir)
+
+
+def _entry(pkg_dir: str, root: str, ci: Interface) -> Tuple[List[str], Dict[str, str]]:
+    d = _descriptor(pkg_dir, root, ci.asset, "runtimeDescriptor")["runtimeDescriptor"]
+    e = d.get("entry", {})
+    name = e.get("name")
+    if not name:
+        raise GraphError(f"{pkg_dir}: the runtime descriptor names no entry")
+    path = e.get("path", "python3")
+    if path == "$default":
+        path = "python3"
+    env = {x["name"]: str(x["value"]) for x in e.get("environment", []) if "name" in x}
+    return [path, name, *[str(a) for a in e.get("arguments", [])]], env

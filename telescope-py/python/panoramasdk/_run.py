@@ -1,0 +1,451 @@
+"""``python -m panoramasdk run APP_DIR``: an unmodified Panorama application on the simulator.
+
+Exit codes: 0 the app ran until its cameras ended (or ``--duration``); 2 a bad application or
+manifest, a model that cannot be served, an app that raised, never called ``get()``, or
+returned before its cameras ended (with the frame it stopped at and its last logged error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import runpy
+import sys
+import threading
+import time
+import traceback
+from typing import Dict, List, Optional
+
+import numpy as np
+
+import panoramasdk
+from panoramasdk import EndOfStream, TimeoutException, media, port
+from panoramasdk import _graph, _models, _paths
+from panoramasdk._graph import GraphError
+from panoramasdk._models import ModelError, percentiles
+
+#: After the end, calls to get() tolerated (an app swallowing EndOfStream) before ending it.
+_GETS_AFTER_END = 3
+
+
+class _LastError(logging.Handler):
+    """Remembers the last record logged with an exception (what a bare ``except:`` logged)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.last: Optional[str] = None
+
+    def emit(self, record):
+        if record.exc_info and record.exc_info[1] is not None:
+            e = record.exc_info[1]
+            self.last = f"{type(e).__name__}: {e}"
+        elif self.last is None:
+            self.last = record.getMessage()
+
+
+class Runtime:
+    """What the SDK classes call into while an application runs."""
+
+    def __init__(self, app: _graph.App, node, cameras: List[str], uris: Dict[str, str],
+                 served, hdmi, sinks, virtual: bool):
+        self.app = app
+        self.node = node
+        self.camera_names = cameras
+        self.uris = uris
+        self.served = served
+        self.hdmi = hdmi
+        self.sinks = sinks
+        self.virtual = virtual
+        self.inputs = {}
+        for name, cams in app.cameras.items():
+            if cams:
+                self.inputs[name] = port(name, "media")
+        for name, value in app.params.items():
+            self.inputs[name] = port(name, "param", value)
+        self.outputs = {name: port(name, "output") for name in app.outputs}
+        self.ended = False
+        self.gets = 0
+        self.gets_after_end = 0
+        self.batches = 0
+        self.puts = 0
+        self.first_get = threading.Event()
+        self.loop_times: List[float] = []
+        self._last_get: Optional[float] = None
+        self.hdmi_frames = 0
+        self.sink_frames: Dict[str, int] = {}
+        self._camera_ports = {p: set(c) for p, c in app.cameras.items()}
+        self._lock = threading.Lock()
+
+    # -- input -------------------------------------------------------------------------------
+    def get(self, port_name: str, timeout: Optional[float]):
+        self.first_get.set()
+        with self._lock:
+            self.gets += 1
+            if self.ended:
+                self.gets_after_end += 1
+                if self.gets_after_end >= _GETS_AFTER_END:
+                    _finish_now(self, "the app kept calling get() after its cameras ended "
+                                      "(it swallows the end signal)")
+                raise EndOfStream()
+            now = time.perf_counter()
+            if self._last_get is not None:
+                self.loop_times.append(now - self._last_get)
+            self._last_get = now
+        try:
+            batch = self.node.next(timeout)
+        except TimeoutError:
+            raise TimeoutException(f"no frame within {timeout} s") from None
+        if batch is None:
+            self.ended = True
+            raise EndOfStream()
+        self.batches += 1
+        wanted = self._camera_ports.get(port_name, set())
+        out = []
+        for stream_id, image, capture_us, is_cached, index in batch:
+            if stream_id not in wanted:
+                continue
+            out.append(media(image, stream_id, self.uris.get(stream_id, ""),
+                             (capture_us // 1_000_000, capture_us % 1_000_000), bool(is_cached),
+                             index))
+        return out
+
+    # -- output ------------------------------------------------------------------------------
+    def put(self, port_name: str, streams: List[media]):
+        from telescope import annotation
+
+        self.puts += 1
+        if self.hdmi is None and not self.sinks:
+            self.node.done()  # nothing watches: nothing to draw
+            return
+        rendered = []
+        for m in streams:
+            frame = m.image
+            items = [annotation.Rect(rect=r, color="#00ff00", thickness=2) for r in m._rects]
+            items += [annotation.Label(text=t, at=(x, y), color="#ffffff", size=0.035,
+                                       background="#000000") for t, x, y in m._labels]
+            if items:
+                # Drawn on a copy: annotations are metadata, the app's image stays as it is.
+                frame = frame.copy()
+                annotation.render(annotation.Scene(items), frame)
+            rendered.append((m, frame))
+        for m, frame in rendered:
+            t = self.sinks.get(m.stream_id)
+            if t is not None:
+                t.put(frame, timestamp=_seconds(m.time_stamp), block=self.virtual)
+                self.sink_frames[m.stream_id] = self.sink_frames.get(m.stream_id, 0) + 1
+        if self.hdmi is not None:
+            tiled = tile([f for _, f in rendered])
+            self.hdmi.put(tiled, timestamp=max(_seconds(m.time_stamp) for m in streams),
+                          block=self.virtual)
+            self.hdmi_frames += 1
+        self.node.done()
+
+    # -- models ------------------------------------------------------------------------------
+    def call(self, name: str, inputs, timeout):
+        served = self.served.get(name)
+        if served is None:
+            raise KeyError(f"no model node `{name}` in the application (model nodes: "
+                           f"{', '.join(self.served) or 'none'})")
+        return served(inputs)
+
+
+def _seconds(ts) -> float:
+    return ts[0] + ts[1] / 1e6
+
+
+def tile(frames: List[np.ndarray]) -> np.ndarray:
+    """The HDMI picture: frames in a grid (columns = ceil(sqrt(n))) the size of the first,
+    each scaled to fit its tile (nearest neighbour)."""
+    if len(frames) == 1:
+        return frames[0]
+    h, w = frames[0].shape[:2]
+    cols = int(np.ceil(np.sqrt(len(frames))))
+    rows = int(np.ceil(len(frames) / cols))
+    th, tw = h // rows, w // cols
+    out = np.zeros((h, w, 3), np.uint8)
+    for i, f in enumerate(frames):
+        r, c = divmod(i, cols)
+        fh, fw = f.shape[:2]
+        ys = (np.arange(th) * fh // th).clip(0, fh - 1)
+        xs = (np.arange(tw) * fw // tw).clip(0, fw - 1)
+        out[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = f[ys][:, xs]
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m panoramasdk run",
+        description="Run an unmodified Panorama application (graphs/, packages/) on the "
+                    "simulator: cameras replay footage, models are served locally.",
+    )
+    p.add_argument("app_dir", help="the application directory (graphs/APP/graph.json, packages/)")
+    p.add_argument("--override", action="append", default=[], metavar="FILE",
+                   help="an override manifest (nodeGraphOverrides), e.g. for more cameras")
+    p.add_argument("--camera", action="append", default=[], metavar="NODE=SOURCE",
+                   help="a camera node's source: a file, rtsp://, images:DIR[@RATE], "
+                        "pattern:NAME[@WxH][@RATE]; SOURCE alone serves every camera")
+    p.add_argument("--cameras", type=int, metavar="N",
+                   help="N cameras in place of the graph's one camera node (NODE_1..NODE_N), "
+                        "sources reused in turn")
+    p.add_argument("--model", action="append", default=[], metavar="NODE=MODEL",
+                   help="serve a model node: FILE.onnx (ONNX Runtime) or module:function")
+    p.add_argument("--hdmi", metavar="SINK", help="stream the HDMI output (tiled cameras with "
+                   "annotations) to a Telescope sink, e.g. file:hdmi.mkv")
+    p.add_argument("--sink", action="append", default=[], metavar="SINK",
+                   help="stream each camera's output to a sink; {camera} names the camera")
+    p.add_argument("--report", metavar="DIR", help="write report.json there")
+    p.add_argument("--run-dir", default="panorama-run", metavar="DIR",
+                   help="where /opt/aws/panorama/logs and /storage are kept (default ./panorama-run)")
+    p.add_argument("--virtual-clock", action="store_true",
+                   help="simulated time: as fast as the app goes, reproducible for a seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, metavar="SECONDS")
+    p.add_argument("--loops", type=int, default=1, help="passes over each source (0: forever)")
+    p.add_argument("--jitter-ms", type=float)
+    p.add_argument("--jitter-dist", choices=["uniform", "normal"], default="uniform")
+    p.add_argument("--drop", type=float, default=0.0)
+    p.add_argument("--drop-burst", type=int, default=1)
+    p.add_argument("--stall-every", type=float, metavar="SECONDS")
+    p.add_argument("--stall-ms", type=int, default=0)
+    p.add_argument("--camera-fps", metavar="RATE")
+    p.add_argument("--get-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="an app that has not called get() by then is ended (default 30)")
+    p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    return p
+
+
+class RunError(Exception):
+    """A run that cannot start or went wrong: one line, exit code 2."""
+
+
+def _sources(args, cameras: List[str], app: _graph.App) -> Dict[str, str]:
+    named, anonymous = {}, []
+    for c in args.camera:
+        node_, eq, src = c.partition("=")
+        if eq and node_ and "://" not in node_ and ":" not in node_:
+            named[node_] = src
+        else:
+            anonymous.append(c)
+    bases = {c.rsplit("_", 1)[0] for c in cameras} if args.cameras else set()
+    for n in named:
+        if n not in cameras and n not in bases:
+            raise RunError(f"--camera {n}=...: no camera node `{n}` (cameras: {', '.join(cameras)})")
+    out = {}
+    for i, cam in enumerate(cameras):
+        base = cam.rsplit("_", 1)[0] if args.cameras else cam
+        src = named.get(cam) or named.get(base) or app.camera_urls.get(base)
+        if src is None and anonymous:
+            src = anonymous[i % len(anonymous)]
+        if src is None and named and args.cameras:
+            vals = list(named.values())
+            src = vals[i % len(vals)]
+        if not src:
+            raise RunError(f"camera node `{cam}` has no source: give --camera {cam}=FILE "
+                           "(or rtsp://, images:DIR, pattern:NAME)")
+        out[cam] = src
+    return out
+
+
+def _cameras(args, app: _graph.App) -> List[str]:
+    cams = app.all_cameras()
+    if not cams:
+        raise RunError(f"the graph {app.graph_path} connects no camera to the code node")
+    if args.cameras:
+        if len(cams) != 1:
+            raise RunError(f"--cameras needs a graph with one camera node, not {len(cams)}")
+        if args.cameras < 1:
+            raise RunError("--cameras must be at least 1")
+        base = cams[0]
+        names = [f"{base}_{i + 1}" for i in range(args.cameras)]
+        for p, c in app.cameras.items():
+            if base in c:
+                app.cameras[p] = names
+        return names
+    return cams
+
+
+def _telescope_sink(spec: str, camera: str):
+    import telescope
+
+    return telescope.Telescope(sinks=[spec.replace("{camera}", camera)])
+
+
+_active: Optional[Runtime] = None
+_result: Dict[str, object] = {}
+
+
+def _report(rt: Runtime, node_report: Optional[dict], outcome: str, message: str,
+            args) -> dict:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    cams = []
+    for c in (node_report or {}).get("cameras", []):
+        c = dict(c)
+        c["sink_frames"] = rt.sink_frames.get(c["name"], 0)
+        cams.append(c)
+    models = {name: {"calls": len(s.times), "how": s.how, **percentiles(s.times)}
+              for name, s in rt.served.items()}
+    loop = percentiles(rt.loop_times)
+    return {
+        "schema_version": 1,
+        "app": rt.app.root,
+        "outcome": outcome,
+        "message": message,
+        "cameras": cams,
+        "models": models,
+        "loop_ms": loop,
+        "batches": rt.batches,
+        "puts": rt.puts,
+        "hdmi_frames": rt.hdmi_frames,
+        "cpu_seconds": cpu,
+        "cpu_ms_per_batch": (cpu * 1000.0 / rt.batches) if rt.batches else None,
+        "iterations": (node_report or {}).get("iterations"),
+        "elapsed_s": (node_report or {}).get("elapsed"),
+        "virtual_clock": bool(args.virtual_clock),
+        "seed": args.seed,
+    }
+
+
+def _close(rt: Runtime, outcome: str, message: str, args) -> int:
+    try:
+        node_report = rt.node.stop()
+    except RuntimeError as e:
+        node_report = None
+        if outcome == "ok":
+            outcome, message = "error", f"the cameras failed: {e}"
+    for t in [rt.hdmi, *rt.sinks.values()]:
+        if t is None:
+            continue
+        try:
+            t.stop()
+        except Exception as e:  # a sink that failed: the run failed
+            if outcome == "ok":
+                outcome, message = "error", f"a sink failed: {e}"
+    report = _report(rt, node_report, outcome, message, args)
+    if args.report:
+        os.makedirs(args.report, exist_ok=True)
+        with open(os.path.join(args.report, "report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+    cams = ", ".join(f"{c['name']}: {c['delivered']} delivered, {c['superseded']} superseded, "
+                     f"{c['cached']} cached" for c in report["cameras"])
+    summary = f"run-app: {report['batches']} batches, {report['puts']} put; {cams}"
+    if report["models"]:
+        summary += "; " + ", ".join(
+            f"{n}: {m['calls']} calls p50 {m['p50_ms'] or 0:.2f} ms"
+            for n, m in report["models"].items())
+    print(summary, file=sys.stderr if outcome != "ok" else sys.stdout, flush=True)
+    if outcome != "ok":
+        print(f"run-app: {message}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+def _finish_now(rt: Runtime, message: str) -> None:
+    """Ends the process from wherever the app is (its own threads may keep it alive)."""
+    code = _close(rt, "error", message, _result["args"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (GraphError, ModelError, RunError, ValueError) as e:
+        print(f"run-app: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a sink or camera that cannot start: still one line
+        print(f"run-app: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import telescope
+    from telescope import _native
+
+    external = [c.partition("=")[0] for c in args.camera if "=" in c]
+    app = _graph.load(args.app_dir, args.override, external)
+    if os.path.basename(app.entry[0]).split(".")[0] not in ("python", "python3"):
+        raise RunError(f"entry `{' '.join(app.entry)}`: only Python entry points run in-process")
+    cameras = _cameras(args, app)
+    uris = _sources(args, cameras, app)
+    given = {}
+    for m in args.model:
+        n, eq, spec = m.partition("=")
+        if not eq:
+            raise RunError(f"--model {m}: expected NODE=FILE.onnx or NODE=module:function")
+        given[n] = spec
+    sys.path.insert(0, app.code_dir)  # a callable model may live beside the app's code
+    served = _models.serve(app.models, given)
+    for spec in args.sink:
+        if len(cameras) > 1 and "{camera}" not in spec:
+            raise RunError(f"--sink {spec}: several cameras need {{camera}} in the sink")
+    run_dir = os.path.abspath(args.run_dir)
+    _paths.install({
+        "/opt/aws/panorama/logs": os.path.join(run_dir, "logs"),
+        "/opt/aws/panorama/storage": os.path.join(run_dir, "storage"),
+        "/panorama": app.code_dir,
+    })
+    os.environ.setdefault("AWS_REGION", args.region)
+    os.environ.setdefault("AppGraph_Uid", "applicationInstance-telescope-simulator")
+    os.environ.update(app.environment)
+    node = _native.Node(
+        [(c, uris[c]) for c in cameras],
+        virtual_clock=args.virtual_clock, seed=args.seed, duration=args.duration,
+        loops=args.loops, jitter_ms=args.jitter_ms,
+        normal_jitter=args.jitter_dist == "normal", drop=args.drop, drop_burst=args.drop_burst,
+        stall_every=args.stall_every, stall_ms=args.stall_ms, camera_fps=args.camera_fps)
+    hdmi = telescope.Telescope(sinks=[args.hdmi]) if args.hdmi else None
+    sinks = {}
+    for spec in args.sink:
+        for c in cameras:
+            sinks[c] = _telescope_sink(spec, c)
+    for t in [hdmi, *sinks.values()]:
+        if t is not None:
+            t.start()
+    rt = Runtime(app, node, cameras, uris, served, hdmi, sinks, args.virtual_clock)
+    _result["args"] = args
+    panoramasdk._runtime = rt
+    last = _LastError()
+    logging.getLogger().addHandler(last)
+
+    def watchdog():
+        if not rt.first_get.wait(args.get_timeout):
+            _finish_now(rt, f"the app did not call video_in.get() within {args.get_timeout:g} s "
+                            "(see --get-timeout)")
+
+    threading.Thread(target=watchdog, name="panorama-watchdog", daemon=True).start()
+    entry = _paths.translate(app.entry[1])
+    sys.argv = [entry, *app.entry[2:]]
+    outcome, message = "ok", ""
+    try:
+        runpy.run_path(entry, run_name="__main__")
+    except EndOfStream:
+        pass
+    except SystemExit as e:
+        if e.code not in (None, 0) and not rt.ended:
+            outcome, message = "error", f"the app exited with {e.code}" + (
+                f" (last logged error: {last.last})" if last.last else "")
+    except BaseException as e:  # the app's own failure: shown with its traceback
+        traceback.print_exc()
+        where = "at import" if rt.gets == 0 else f"at batch {rt.batches}"
+        outcome, message = "error", f"the app raised {where}: {type(e).__name__}: {e}"
+    if outcome == "ok" and not rt.ended:
+        message = f"the app returned at batch {rt.batches} before its cameras ended"
+        if last.last:
+            message += f" (last logged error: {last.last})"
+        outcome = "error"
+    return _close(rt, outcome, message, args)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "run":
+        print("usage: python -m panoramasdk run APP_DIR [options] (see run --help)",
+              file=sys.stderr)
+        return 2
+    return run(argv[1:])

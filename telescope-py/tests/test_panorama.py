@@ -1,0 +1,339 @@
+"""Unmodified Panorama applications on the simulator (`python -m panoramasdk run`, `telescope
+run-app`): the repository's example apps with an ONNX model the test builds and a Python
+stand-in model, several cameras, jitter on a virtual clock, and bad applications and manifests
+that must end in one clear line and exit code 2."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "panorama"
+
+
+def run_app(args, tmp_path, timeout=120):
+    cmd = [sys.executable, "-m", "panoramasdk", "run", *map(str, args),
+           "--run-dir", str(tmp_path / "run")]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+
+
+def report(tmp_path):
+    return json.loads((tmp_path / "report" / "report.json").read_text())
+
+
+def count_frames(path):
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames,width,height", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True, timeout=60).stdout
+    s = json.loads(out)["streams"][0]
+    return int(s["nb_read_frames"]), int(s["width"]), int(s["height"])
+
+
+def detector_onnx(path):
+    """A 'detector' for the people-counter example: scores = mean brightness per image,
+    boxes = a fixed box; built with the onnx package (no weights downloaded)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    box = numpy_helper.from_array(np.array([[[0.25, 0.25, 0.75, 0.75]]], np.float32), "box")
+    axes = numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes")
+    nodes = [
+        helper.make_node("ReduceMean", ["data", "axes"], ["mean"], keepdims=0),
+        helper.make_node("Reshape", ["mean", "shape"], ["scores"]),
+        helper.make_node("Identity", ["box"], ["boxes"]),
+    ]
+    shape = numpy_helper.from_array(np.array([1, 1], np.int64), "shape")
+    graph = helper.make_graph(
+        nodes, "detector",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1]),
+         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 1, 4])],
+        [box, axes, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_onnx_example_runs_every_frame_and_streams_its_hdmi_output(tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = detector_onnx(tmp_path / "detector.onnx")
+    out = tmp_path / "hdmi.mkv"
+    r = run_app([EXAMPLES / "people_counter", "--camera", "camera_node=pattern:ball@160x120@10",
+                 "--model", f"model_node={model}", "--virtual-clock", "--duration", "3",
+                 "--hdmi", f"file:{out}", "--report", tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    rep = report(tmp_path)
+    (cam,) = rep["cameras"]
+    assert cam["name"] == "camera_node"
+    assert cam["delivered"] == 30 and cam["superseded"] == 0, cam
+    assert rep["models"]["model_node"]["calls"] == 30
+    assert rep["models"]["model_node"]["p50_ms"] > 0
+    assert rep["puts"] == 30 and rep["hdmi_frames"] == 30
+    frames, w, h = count_frames(out)
+    assert (w, h) == (160, 120) and frames >= 29, frames
+    # The app's log file, opened at import under /opt/aws/panorama/logs, is in the run dir.
+    log = (tmp_path / "run" / "logs" / "app.log").read_text()
+    assert "threshold 60.0" in log and "camera_node frame 30" in log
+
+
+def test_two_cameras_with_a_stand_in_model_are_reproducible_under_jitter(tmp_path):
+    def once(tag):
+        d = tmp_path / tag
+        d.mkdir()
+        r = run_app([EXAMPLES / "two_cameras", "--camera", "front_door=pattern:ball@160x120@10",
+                     "--camera", "back_door=pattern:smpte@320x240@15",
+                     "--model", "brightness_model=stand_in:brightness", "--virtual-clock",
+                     "--seed", "7", "--jitter-ms", "40", "--drop", "0.05", "--duration", "4",
+                     "--sink", f"file:{d}/{{camera}}.mkv", "--report", d / "report"], d)
+        assert r.returncode == 0, r.stderr
+        return report(d), d
+
+    a, da = once("a")
+    b, _ = once("b")
+    counts = lambda rep: [(c["name"], c["delivered"], c["superseded"], c["cached"], c["lost"])
+                          for c in rep["cameras"]]
+    assert counts(a) == counts(b)
+    names = [c["name"] for c in a["cameras"]]
+    assert names == ["front_door", "back_door"]
+    assert all(c["delivered"] > 20 for c in a["cameras"])
+    assert sum(c["lost"] for c in a["cameras"]) > 0, "the drop model lost frames"
+    # Every delivered (not cached) frame went through the model once.
+    assert a["models"]["brightness_model"]["calls"] == sum(c["delivered"] for c in a["cameras"])
+    seen = json.loads((da / "run" / "storage" / "seen.json").read_text())
+    assert seen == {c["name"]: c["delivered"] for c in a["cameras"]}
+    for c in a["cameras"]:
+        frames, _, _ = count_frames(da / f"{c['name']}.mkv")
+        assert frames > 0
+
+
+def app_dir(tmp_path, source, graph_extra=None, params=None, descriptor=None, entry="app.py"):
+    """A one-camera application around `source` (the app's code)."""
+    root = tmp_path / "app"
+    pkg = root / "packages" / "111122223333-CODE-1.0"
+    (pkg / "src").mkdir(parents=True)
+    (root / "graphs" / "app").mkdir(parents=True)
+    params = params or {}
+    nodes = [
+        {"name": "code_node", "interface": "111122223333::CODE.interface"},
+        {"name": "camera_node", "interface": "panorama::abstract_rtsp_media_source.rtsp_v1_interface"},
+        {"name": "output_node", "interface": "panorama::hdmi_data_sink.hdmi0"},
+    ]
+    edges = [{"producer": "camera_node.video_out", "consumer": "code_node.video_in"},
+             {"producer": "code_node.video_out", "consumer": "output_node.video_in"}]
+    inputs = [{"name": "video_in", "type": "media"}]
+    for name, (kind, value) in params.items():
+        nodes.append({"name": f"{name}_param", "interface": kind, "value": value})
+        edges.append({"producer": f"{name}_param", "consumer": f"code_node.{name}"})
+        inputs.append({"name": name, "type": kind})
+    graph = {"nodeGraph": {"envelopeVersion": "2021-01-01",
+                           "packages": [{"name": "111122223333::CODE", "version": "1.0"},
+                                        {"name": "panorama::abstract_rtsp_media_source", "version": "1.0"},
+                                        {"name": "panorama::hdmi_data_sink", "version": "1.0"}],
+                           "nodes": nodes, "edges": edges}}
+    if graph_extra:
+        graph_extra(graph)
+    (root / "graphs" / "app" / "graph.json").write_text(json.dumps(graph))
+    (pkg / "package.json").write_text(json.dumps({"nodePackage": {
+        "envelopeVersion": "2021-01-01", "name": "CODE", "version": "1.0", "assets": [],
+        "interfaces": [{"name": "interface", "category": "business_logic", "asset": "code",
+                        "inputs": inputs, "outputs": [{"name": "video_out", "type": "media"}]}]}}))
+    (pkg / "descriptor.json").write_text(json.dumps(descriptor or {"runtimeDescriptor": {
+        "envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": f"/panorama/{entry}"}}}))
+    (pkg / "src" / entry).write_text(textwrap.dedent(source))
+    return root
+
+
+CAMERA = ["--camera", "camera_node=pattern:ball@64x48@10", "--virtual-clock", "--duration", "2"]
+
+SDK_CHECKS = """
+    import numpy as np
+    import panoramasdk
+
+    class App(panoramasdk.node):
+        def __init__(self, who):          # extra arguments, no super().__init__()
+            self.who = who
+
+    app = App("x")
+    assert app.inputs.threshold.get() == 0.5 and isinstance(app.inputs.threshold.get(), float)
+    assert app.inputs.name.get() == "door" and app.inputs.count.get() == 3
+    assert app.inputs.on.get() is True
+    try:
+        app.inputs.nothing
+        raise SystemExit("no AttributeError")
+    except AttributeError as e:
+        assert "nothing" in str(e)
+    try:
+        app.outputs.video_out.put([])
+        raise SystemExit("no ValueError")
+    except ValueError:
+        pass
+    try:
+        app.call({"data": np.zeros(3)}, "no_such_model")
+        raise SystemExit("no KeyError")
+    except KeyError:
+        pass
+    composed = panoramasdk.node()
+    streams = composed.inputs.video_in.get(timeout=5)
+    (m,) = streams
+    assert m.stream_id == "camera_node" and not m.is_cached
+    assert m.image.shape == (48, 64, 3) and m.image.dtype == np.uint8 and m.image.flags.writeable
+    assert isinstance(m.time_stamp, tuple) and len(m.time_stamp) == 2
+    for bad in [(1.5, 0.1), (-0.1, 0.1)]:
+        try:
+            m.add_label("x", *bad)
+            raise SystemExit("no ValueError for " + repr(bad))
+        except ValueError:
+            pass
+    m.add_rect(np.float32(0.1), 0.1, 1.0, 1.0)
+    before = m.image.copy()
+    app.outputs.video_out.put(streams)
+    assert (m.image == before).all(), "annotations are metadata, not drawn into image"
+    while True:
+        app.outputs.video_out.put(app.inputs.video_in.get())
+"""
+
+
+def test_the_sdk_behaves_as_the_appliance_documents(tmp_path):
+    root = app_dir(tmp_path, SDK_CHECKS, params={"threshold": ("float32", 0.5),
+                                                 "name": ("string", "door"),
+                                                 "count": ("int32", 3), "on": ("boolean", True)})
+    r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert report(tmp_path)["cameras"][0]["delivered"] == 20
+
+
+LOOP = """
+    import panoramasdk
+    node = panoramasdk.node()
+    while True:
+        node.outputs.video_out.put(node.inputs.video_in.get())
+"""
+
+
+def one_line(r, needle):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    last = r.stderr.strip().splitlines()[-1]
+    assert needle in last, r.stderr
+    return last
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("missing", "no graphs/*/graph.json"),
+    ("bad_json", "is not valid JSON"),
+    ("param_type", "is not a float32"),
+    ("unknown_edge", "unknown node `ghost`"),
+    ("camera_feeds_nothing", "feeds nothing"),
+])
+def test_bad_manifests_are_one_line_before_the_app_starts(tmp_path, case, needle):
+    if case == "missing":
+        root = tmp_path / "empty"
+        root.mkdir()
+    else:
+        def extra(g):
+            if case == "unknown_edge":
+                g["nodeGraph"]["edges"].append({"producer": "ghost.video_out",
+                                                "consumer": "code_node.video_in"})
+            if case == "camera_feeds_nothing":
+                g["nodeGraph"]["nodes"].append({"name": "spare", "interface":
+                                                "panorama::abstract_rtsp_media_source.rtsp_v1_interface"})
+        params = {"threshold": ("float32", "high")} if case == "param_type" else None
+        root = app_dir(tmp_path, LOOP, graph_extra=extra, params=params)
+        if case == "bad_json":
+            (root / "graphs" / "app" / "graph.json").write_text("{ not json")
+    one_line(run_app([root, *CAMERA], tmp_path), needle)
+
+
+def test_a_model_node_without_a_model_names_both_ways_to_serve_it(tmp_path):
+    pkg = EXAMPLES / "people_counter"
+    last = one_line(run_app([pkg, *CAMERA], tmp_path), "model_node")
+    assert ".onnx" in last and "module:function" in last
+
+
+def test_an_app_that_raises_in_its_loop_shows_its_traceback(tmp_path):
+    root = app_dir(tmp_path, """
+        import panoramasdk
+        node = panoramasdk.node()
+        for i in range(100):
+            streams = node.inputs.video_in.get()
+            if i == 4:
+                raise RuntimeError("boom at five")
+            node.outputs.video_out.put(streams)
+    """)
+    r = run_app([root, *CAMERA], tmp_path)
+    one_line(r, "RuntimeError: boom at five")
+    assert "Traceback" in r.stderr and "app.py" in r.stderr
+
+
+def test_an_app_that_raises_at_import_is_reported_so(tmp_path):
+    root = app_dir(tmp_path, "import no_such_module_here\n")
+    one_line(run_app([root, *CAMERA], tmp_path), "at import")
+
+
+def test_an_app_that_never_calls_get_is_ended_by_the_watchdog(tmp_path):
+    root = app_dir(tmp_path, """
+        import threading
+        threading.Event().wait()
+    """)
+    one_line(run_app([root, *CAMERA, "--get-timeout", "1"], tmp_path), "did not call video_in.get()")
+
+
+def test_a_bare_except_that_returns_early_is_not_a_success(tmp_path):
+    root = app_dir(tmp_path, """
+        import logging
+        import panoramasdk
+        log = logging.getLogger("app")
+        def main():
+            try:
+                node = panoramasdk.node()
+                n = 0
+                while True:
+                    streams = node.inputs.video_in.get()
+                    n += 1
+                    if n == 7:
+                        {}["missing"]
+                    node.outputs.video_out.put(streams)
+            except:
+                log.exception("exception in the app")
+        main()
+    """)
+    last = one_line(run_app([root, *CAMERA], tmp_path), "returned at batch 7")
+    assert "KeyError" in last
+
+
+def test_an_app_that_swallows_the_end_is_ended(tmp_path):
+    root = app_dir(tmp_path, """
+        import panoramasdk
+        node = panoramasdk.node()
+        while True:
+            try:
+                node.outputs.video_out.put(node.inputs.video_in.get())
+            except:
+                pass
+    """)
+    r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path, timeout=60)
+    one_line(r, "kept calling get() after its cameras ended")
+    assert report(tmp_path)["cameras"][0]["delivered"] == 20
+
+
+def test_telescope_run_app_is_the_same_runner(tmp_path):
+    binary = os.environ.get("TELESCOPE_BIN")
+    if not binary:
+        pytest.skip("TELESCOPE_BIN not set (ci/python sets it)")
+    root = app_dir(tmp_path, LOOP)
+    r = subprocess.run([binary, "run-app", "--python", sys.executable, str(root), *CAMERA,
+                        "--run-dir", str(tmp_path / "run"), "--report", str(tmp_path / "report")],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert report(tmp_path)["cameras"][0]["delivered"] == 20
+    bad = subprocess.run([binary, "run-app", "--python", sys.executable, str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not found" in bad.stderr
