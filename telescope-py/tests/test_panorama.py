@@ -187,13 +187,12 @@ SDK_CHECKS = """
     assert m.stream_id == "camera_node" and not m.is_cached
     assert m.image.shape == (48, 64, 3) and m.image.dtype == np.uint8 and m.image.flags.writeable
     assert isinstance(m.time_stamp, tuple) and len(m.time_stamp) == 2
-    for bad in [(1.5, 0.1), (-0.1, 0.1)]:
-        try:
-            m.add_label("x", *bad)
-            raise SystemExit("no ValueError for " + repr(bad))
-        except ValueError:
-            pass
+    # Coordinates outside [0, 1], inverted corners and long labels are drawn, never raised.
+    m.add_label("x", 1.5, -0.1)
+    m.add_label("y" * 5000, 0.1, 0.1)
     m.add_rect(np.float32(0.1), 0.1, 1.0, 1.0)
+    m.add_rect(np.float64(1.02), -0.03, 0.5, np.float32(0.8))
+    assert m._labels[0][1:] == (1.0, 0.0) and np.allclose(m._rects[1], (0.5, 0.0, 1.0, 0.8))
     before = m.image.copy()
     app.outputs.video_out.put(streams)
     assert (m.image == before).all(), "annotations are metadata, not drawn into image"
@@ -232,6 +231,11 @@ def one_line(r, needle):
     ("param_type", "is not a float32"),
     ("unknown_edge", "unknown node `ghost`"),
     ("camera_feeds_nothing", "feeds nothing"),
+    ("nodes_null", "`nodes` must be a list of objects"),
+    ("edge_not_object", "`edges` must be a list of objects"),
+    ("edge_without_consumer", "needs a consumer"),
+    ("port_type_object", "not a type name"),
+    ("port_type_unknown", "unknown type `float64`"),
 ])
 def test_bad_manifests_are_one_line_before_the_app_starts(tmp_path, case, needle):
     if case == "missing":
@@ -245,8 +249,20 @@ def test_bad_manifests_are_one_line_before_the_app_starts(tmp_path, case, needle
             if case == "camera_feeds_nothing":
                 g["nodeGraph"]["nodes"].append({"name": "spare", "interface":
                                                 "panorama::abstract_rtsp_media_source.rtsp_v1_interface"})
+            if case == "nodes_null":
+                g["nodeGraph"]["nodes"] = None
+            if case == "edge_not_object":
+                g["nodeGraph"]["edges"].append("camera_node.video_out")
+            if case == "edge_without_consumer":
+                g["nodeGraph"]["edges"].append({"producer": "camera_node.video_out"})
         params = {"threshold": ("float32", "high")} if case == "param_type" else None
         root = app_dir(tmp_path, LOOP, graph_extra=extra, params=params)
+        if case.startswith("port_type"):
+            pkg = root / "packages" / "111122223333-CODE-1.0" / "package.json"
+            doc = json.loads(pkg.read_text())
+            doc["nodePackage"]["interfaces"][0]["inputs"].append(
+                {"name": "weird", "type": {"x": 1} if case == "port_type_object" else "float64"})
+            pkg.write_text(json.dumps(doc))
         if case == "bad_json":
             (root / "graphs" / "app" / "graph.json").write_text("{ not json")
     one_line(run_app([root, *CAMERA], tmp_path), needle)
@@ -310,17 +326,45 @@ def test_a_bare_except_that_returns_early_is_not_a_success(tmp_path):
 
 
 def test_an_app_that_swallows_the_end_is_ended(tmp_path):
+    # As the developer guide's debug-server does: a worker thread that logs every exception
+    # and carries on, non-daemon threads that never end. Every frame went through: a success.
     root = app_dir(tmp_path, """
+        import logging, threading
         import panoramasdk
+        log = logging.getLogger("app")
+        node = panoramasdk.node()
+        def work():
+            while True:
+                try:
+                    node.outputs.video_out.put(node.inputs.video_in.get())
+                except:
+                    log.exception("Exception on processing thread.")
+        threading.Thread(target=work).start()
+        threading.Thread(target=threading.Event().wait).start()
+    """)
+    r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "kept calling get() after its cameras ended" in r.stdout
+    rep = report(tmp_path)
+    assert rep["outcome"] == "ok" and rep["cameras"][0]["delivered"] == 20 and rep["puts"] == 20
+
+
+def test_an_app_that_swallows_its_errors_and_the_end_is_not_a_success(tmp_path):
+    root = app_dir(tmp_path, """
+        import logging
+        import panoramasdk
+        log = logging.getLogger("app")
         node = panoramasdk.node()
         while True:
             try:
-                node.outputs.video_out.put(node.inputs.video_in.get())
+                streams = node.inputs.video_in.get()
+                streams[0].no_such_attribute
             except:
-                pass
+                log.exception("Exception in the loop")
     """)
     r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path, timeout=60)
-    one_line(r, "kept calling get() after its cameras ended")
+    last = one_line(r, "kept calling get() after its cameras ended")
+    assert "AttributeError" in last
     assert report(tmp_path)["cameras"][0]["delivered"] == 20
 
 
@@ -337,3 +381,85 @@ def test_telescope_run_app_is_the_same_runner(tmp_path):
     bad = subprocess.run([binary, "run-app", "--python", sys.executable, str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def test_a_model_package_with_a_descriptor_per_asset_named_after_it(tmp_path):
+    # pose_estimation's layout before `panorama-cli` registers assets/: one package, one
+    # interface and asset per model, descriptor_<model>.json files beside package.json.
+    def extra(g):
+        g = g["nodeGraph"]
+        g["packages"].append({"name": "111122223333::models", "version": "1.0"})
+        g["nodes"] += [
+            {"name": "people_detection_model",
+             "interface": "111122223333::models.people_detection_model_interface"},
+            {"name": "pose_estimation_model_4",
+             "interface": "111122223333::models.pose_estimation_model_4_interface"}]
+
+    root = app_dir(tmp_path, """
+        import numpy as np
+        import panoramasdk
+        node = panoramasdk.node()
+        while True:
+            streams = node.inputs.video_in.get()
+            (cls,) = node.call({"data": np.zeros((1, 3, 48, 60), np.float32)}, "people_detection_model")
+            (pose,) = node.call({"data": np.zeros((4, 3, 32, 24), np.float32)}, "pose_estimation_model_4")
+            assert cls.shape == (1, 3, 48, 60) and pose.shape == (4, 3, 32, 24)
+            node.outputs.video_out.put(streams)
+    """, graph_extra=extra)
+    (root / "packages" / "111122223333-CODE-1.0" / "src" / "stand_in.py").write_text(
+        "def echo(inputs):\n    return (inputs['data'],)\n")
+    pkg = root / "packages" / "111122223333-models-1.0"
+    pkg.mkdir()
+    assets, interfaces = [], []
+    for model in ["people_detection_model", "pose_estimation_model_4"]:
+        assets.append({"name": model, "implementations": [
+            {"type": "model", "assetUri": f"{model}.tar.gz", "descriptorUri": f"{model}.json"}]})
+        interfaces.append({"name": f"{model}_interface", "category": "ml_model", "asset": model,
+                           "inputs": [{"name": "video_in", "type": "media"}],
+                           "outputs": [{"name": "video_out", "type": "media"}]})
+    (pkg / "package.json").write_text(json.dumps({"nodePackage": {
+        "envelopeVersion": "2021-01-01", "name": "models", "version": "1.0", "assets": assets,
+        "interfaces": interfaces}}))
+    for name, shape in [("people_detection", [1, 3, 48, 60]), ("pose_estimation_1", [1, 3, 32, 24]),
+                        ("pose_estimation_4", [4, 3, 32, 24])]:
+        (pkg / f"descriptor_{name}.json").write_text(json.dumps({"mlModelDescriptor": {
+            "envelopeVersion": "2021-01-01", "framework": "MXNET",
+            "inputs": [{"name": "data", "shape": shape}]}}))
+    r = run_app([root, *CAMERA, "--model", "people_detection_model=stand_in:echo",
+                 "--model", "pose_estimation_model_4=stand_in:echo", "--report",
+                 tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    rep = report(tmp_path)
+    assert rep["models"]["people_detection_model"]["calls"] == 20
+    assert rep["models"]["pose_estimation_model_4"]["calls"] == 20
+    # Without a descriptor that fits, one line naming the asset and where it was looked for.
+    (pkg / "descriptor_pose_estimation_4.json").unlink()
+    last = one_line(run_app([root, *CAMERA], tmp_path), "asset `pose_estimation_model_4`")
+    assert "pose_estimation_model_4.json" in last
+
+
+def test_an_override_with_two_account_cameras_needs_a_source_for_each(tmp_path):
+    root = app_dir(tmp_path, """
+        import panoramasdk
+        node = panoramasdk.node()
+        while True:
+            streams = node.inputs.video_in.get()
+            assert [s.stream_id for s in streams] == ["cam_a", "cam_b"], streams
+            node.outputs.video_out.put(streams)
+    """)
+    override = tmp_path / "override.json"
+    override.write_text(json.dumps({"nodeGraphOverrides": {
+        "envelopeVersion": "2021-01-01",
+        "packages": [{"name": "123456789012::CAM_A", "version": "1.0"},
+                     {"name": "123456789012::CAM_B", "version": "1.0"}],
+        "nodes": [{"name": "cam_a", "interface": "123456789012::CAM_A.CAM_A"},
+                  {"name": "cam_b", "interface": "123456789012::CAM_B.CAM_B"}],
+        "nodeOverrides": [{"replace": "camera_node", "with": [{"name": "cam_a"}, {"name": "cam_b"}]}]}}))
+    rest = ["--override", override, "--virtual-clock", "--duration", "2"]
+    one_line(run_app([root, "--camera", "cam_a=pattern:ball@64x48@10", *rest], tmp_path),
+             "camera node `cam_b` has no source")
+    r = run_app([root, "--camera", "cam_a=pattern:ball@64x48@10",
+                 "--camera", "cam_b=pattern:smpte@64x48@10", *rest, "--report",
+                 tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [c["delivered"] for c in report(tmp_path)["cameras"]] == [20, 20]

@@ -41,13 +41,15 @@ def _rt():
 
 
 def _unit(v, what: str) -> float:
+    """A normalized coordinate, clamped into [0, 1] (a detector's box a little outside the
+    frame is drawn at its edge: raising would end apps whose loop has a bare ``except``)."""
     try:
         f = float(v)
     except (TypeError, ValueError):
         raise ValueError(f"{what} {v!r} is not a number") from None
-    if not 0.0 <= f <= 1.0:
-        raise ValueError(f"{what} {f} is outside [0, 1] (coordinates are normalized)")
-    return f
+    if f != f:  # NaN: nowhere on the frame
+        return 0.0
+    return min(max(f, 0.0), 1.0)
 
 
 class media:
@@ -83,11 +85,14 @@ class media:
         self._image = np.ascontiguousarray(a)
 
     def add_label(self, text, x, y) -> None:
-        self._labels.append((str(text), _unit(x, "label x"), _unit(y, "label y")))
+        # The renderer draws at most 1024 characters of a label: the rest is cut, not an error.
+        self._labels.append((str(text)[:1024], _unit(x, "label x"), _unit(y, "label y")))
 
     def add_rect(self, x1, y1, x2, y2) -> None:
-        self._rects.append((_unit(x1, "rect x1"), _unit(y1, "rect y1"), _unit(x2, "rect x2"),
-                            _unit(y2, "rect y2")))
+        x1, y1 = _unit(x1, "rect x1"), _unit(y1, "rect y1")
+        x2, y2 = _unit(x2, "rect x2"), _unit(y2, "rect y2")
+        # Corners in either order, as cv2.rectangle takes them.
+        self._rects.append((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)))
 
     def __repr__(self) -> str:
         h, w = self._image.shape[:2]

@@ -91,6 +91,25 @@ class App:
         return seen
 
 
+def _objects(doc: dict, key: str, path: str) -> List[dict]:
+    """``doc[key]``: a list of JSON objects (absent: empty), else a GraphError naming it."""
+    items = doc.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise GraphError(f"{path}: `{key}` must be a list of objects")
+    return items
+
+
+def _edges(doc: dict, path: str) -> List[dict]:
+    edges = _objects(doc, "edges", path)
+    for e in edges:
+        for side in ("producer", "consumer"):
+            if not isinstance(e.get(side), str) or not e[side]:
+                raise GraphError(f"{path}: edge {json.dumps(e)} needs a {side} (NODE.PORT)")
+    return [dict(e) for e in edges]
+
+
 def _split_ref(ref: str, where: str) -> Tuple[str, str, Optional[str]]:
     m = re.fullmatch(r"([$A-Za-z0-9_]+)::([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?", ref or "")
     if not m:
@@ -100,9 +119,13 @@ def _split_ref(ref: str, where: str) -> Tuple[str, str, Optional[str]]:
 
 def _ports(items, where: str) -> List[Port]:
     out = []
+    if items is not None and not isinstance(items, list):
+        raise GraphError(f"{where}: ports must be a list")
     for p in items or []:
-        if not isinstance(p, dict) or "name" not in p or "type" not in p:
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or "type" not in p:
             raise GraphError(f"{where}: a port needs a name and a type")
+        if not isinstance(p["type"], str):
+            raise GraphError(f"{where}: port {p['name']} has type {json.dumps(p['type'])}, not a type name")
         if p["type"] != "media" and p["type"] not in PARAM_TYPES:
             raise GraphError(f"{where}: port {p['name']} has unknown type `{p['type']}`")
         out.append(Port(p["name"], p["type"], p.get("default")))
@@ -141,17 +164,21 @@ def _apply_override(nodes: dict, edges: list, packages: list, path: str) -> None
     ov = doc.get("nodeGraphOverrides")
     if not isinstance(ov, dict):
         raise GraphError(f"{path}: no nodeGraphOverrides object")
-    for n in ov.get("nodes", []):
-        if "name" not in n:
+    for n in _objects(ov, "nodes", path):
+        if not isinstance(n.get("name"), str):
             raise GraphError(f"{path}: a node without a name")
+        if not isinstance(n.get("interface"), str):
+            raise GraphError(f"{path}: node `{n['name']}` needs an interface")
         nodes[n["name"]] = dict(n, _override=True)
-    packages.extend(ov.get("packages", []))
-    edges.extend(ov.get("edges", []))
-    for o in ov.get("nodeOverrides", []):
+    packages.extend(_objects(ov, "packages", path))
+    edges.extend(_edges(ov, path))
+    for o in _objects(ov, "nodeOverrides", path):
         target = o.get("replace")
-        if target not in nodes:
+        if not isinstance(target, str) or target not in nodes:
             raise GraphError(f"{path}: nodeOverrides replaces unknown node `{target}`")
-        with_ = [w.get("name") for w in o.get("with", [])]
+        with_ = [w.get("name") if isinstance(w, dict) else None for w in _objects(o, "with", path)]
+        if not with_:
+            raise GraphError(f"{path}: nodeOverrides for `{target}` replaces it with nothing")
         for w in with_:
             if w not in nodes:
                 raise GraphError(f"{path}: node `{target}` is replaced by unknown node `{w}`")
@@ -186,14 +213,16 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
     if not isinstance(g, dict):
         raise GraphError(f"{graph_path}: no nodeGraph object")
     nodes: Dict[str, dict] = {}
-    for n in g.get("nodes", []):
-        if not isinstance(n, dict) or "name" not in n or "interface" not in n:
+    if not isinstance(g.get("nodes"), list):
+        raise GraphError(f"{graph_path}: `nodes` must be a list of objects")
+    for n in _objects(g, "nodes", graph_path):
+        if not isinstance(n.get("name"), str) or not isinstance(n.get("interface"), str):
             raise GraphError(f"{graph_path}: every node needs a name and an interface")
         if n["name"] in nodes:
             raise GraphError(f"{graph_path}: node `{n['name']}` is declared twice")
         nodes[n["name"]] = dict(n)
-    edges = [dict(e) for e in g.get("edges", [])]
-    packages = list(g.get("packages", []))
+    edges = _edges(g, graph_path)
+    packages = list(_objects(g, "packages", graph_path))
     for o in overrides:
         _apply_override(nodes, edges, packages, o)
     versions = {}
@@ -222,12 +251,16 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
             raise GraphError(f"{where}: package `{full}` is not in the graph's packages")
         d = os.path.join(root, "packages", f"{acct}-{pkg}-{versions[full]}")
         if not os.path.isdir(d):
-            if node["name"] in external_cameras:
+            # A camera of the account (an override's camera package is not in the app):
+            # its source is given on the command line.
+            if node["name"] in external_cameras or node.get("_override"):
                 return Interface(pkg, iface, "media_source", None, [], [Port("video_out", "media")])
             raise GraphError(f"{where}: package directory not found: {d}")
         manifest = _load_json(os.path.join(d, "package.json"), "package manifest")
-        np_ = manifest.get("nodePackage", {})
-        for i in np_.get("interfaces", []):
+        np_ = manifest.get("nodePackage")
+        if not isinstance(np_, dict):
+            raise GraphError(f"{d}/package.json: no nodePackage object")
+        for i in _objects(np_, "interfaces", f"{d}/package.json"):
             if i.get("name") == iface:
                 desc = f"{d}/package.json interface {iface}"
                 package_dirs[node["name"]] = d
@@ -338,17 +371,64 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
 
 def _descriptor(pkg_dir: str, root: str, asset: Optional[str], key: str) -> dict:
     manifest = _load_json(os.path.join(pkg_dir, "package.json"), "package manifest")
-    for a in manifest.get("nodePackage", {}).get("assets", []):
+    tried = []
+    where = f"{pkg_dir}/package.json"
+    for a in _objects(manifest.get("nodePackage") or {}, "assets", where):
         if a.get("name") == asset:
-            for impl in a.get("implementations", []):
+            for impl in _objects(a, "implementations", where):
                 uri = impl.get("descriptorUri")
-                if uri and os.path.isfile(os.path.join(root, "assets", uri)):
+                if isinstance(uri, str) and uri and os.path.isfile(os.path.join(root, "assets", uri)):
                     return _load_json(os.path.join(root, "assets", uri), "descriptor")
+                if uri:
+                    tried.append(os.path.join(root, "assets", uri))
     path = os.path.join(pkg_dir, "descriptor.json")
+    if not os.path.isfile(path):
+        # Before `panorama-cli` registers them in assets/, a package with several interfaces
+        # keeps one descriptor per asset under its own name (descriptor_people_detection.json
+        # for the asset people_detection_model).
+        named = _named_descriptor(pkg_dir, asset, key)
+        if named is None:
+            raise GraphError(
+                f"no {key} for asset `{asset}`: none of {', '.join(tried + [path])} exists "
+                f"(nor one descriptor*.json in {pkg_dir} named after the asset)")
+        path = named
     doc = _load_json(path, "descriptor")
     if key not in doc:
         raise GraphError(f"{path}: no {key}")
     return doc
+
+
+def _tokens(name: str) -> set:
+    return {t for t in re.split(r"[^a-z0-9]+", name.lower()) if t}
+
+
+def _named_descriptor(pkg_dir: str, asset: Optional[str], key: str) -> Optional[str]:
+    """The package's ``*descriptor*.json`` for ``asset``: the only one holding ``key``, else
+    the one whose name's words (less "descriptor") are all words of the asset's name, the
+    most of them; None when that is not one file."""
+    found = []
+    for p in sorted(glob.glob(os.path.join(pkg_dir, "*.json"))):
+        stem = os.path.basename(p)[:-5]
+        if "descriptor" not in stem.lower():
+            continue
+        try:
+            with open(p, encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and key in doc:
+            found.append((p, _tokens(stem) - {"descriptor"}))
+    if len(found) == 1:
+        return found[0][0]
+    if not asset or not found:
+        return None
+    want = _tokens(asset)
+    scored = [(len(t), p) for p, t in found if t and t <= want]
+    if not scored:
+        return None
+    best = max(s for s, _ in scored)
+    hits = [p for s, p in scored if s == best]
+    return hits[0] if len(hits) == 1 else None
 
 
 def _model(node: str, i: Interface, pkg_dir: Optional[str], root: str) -> Model:
@@ -356,21 +436,32 @@ def _model(node: str, i: Interface, pkg_dir: Optional[str], root: str) -> Model:
         return Model(node, None, [], None)
     d = _descriptor(pkg_dir, root, i.asset, "mlModelDescriptor")["mlModelDescriptor"]
     inputs = []
-    for inp in d.get("inputs", []):
+    if not isinstance(d, dict):
+        raise GraphError(f"model node `{node}`: mlModelDescriptor is not an object")
+    for inp in _objects(d, "inputs", f"model node `{node}` descriptor"):
         if "name" not in inp or not isinstance(inp.get("shape"), list):
             raise GraphError(f"model node `{node}`: each descriptor input needs a name and a shape")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in inp["shape"]):
+            raise GraphError(f"model node `{node}`: input `{inp['name']}` has shape "
+                             f"{inp['shape']}, not a list of positive integers")
         inputs.append((inp["name"], [int(x) for x in inp["shape"]]))
     return Model(node, d.get("framework"), inputs, pkg_dir)
 
 
 def _entry(pkg_dir: str, root: str, ci: Interface) -> Tuple[List[str], Dict[str, str]]:
     d = _descriptor(pkg_dir, root, ci.asset, "runtimeDescriptor")["runtimeDescriptor"]
-    e = d.get("entry", {})
-    name = e.get("name")
-    if not name:
+    e = d.get("entry") if isinstance(d, dict) else None
+    if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
         raise GraphError(f"{pkg_dir}: the runtime descriptor names no entry")
+    name = e["name"]
     path = e.get("path", "python3")
+    if not isinstance(path, str):
+        raise GraphError(f"{pkg_dir}: the runtime descriptor's entry path must be a string")
+    args = e.get("arguments") or []
+    if not isinstance(args, list):
+        raise GraphError(f"{pkg_dir}: the runtime descriptor's arguments must be a list")
     if path == "$default":
         path = "python3"
-    env = {x["name"]: str(x["value"]) for x in e.get("environment", []) if "name" in x}
-    return [path, name, *[str(a) for a in e.get("arguments", [])]], env
+    env = {x["name"]: str(x.get("value", "")) for x in _objects(e, "environment", pkg_dir)
+           if isinstance(x.get("name"), str)}
+    return [path, name, *[str(a) for a in args]], env

@@ -41,6 +41,8 @@ class _LastError(logging.Handler):
     def emit(self, record):
         if record.exc_info and record.exc_info[1] is not None:
             e = record.exc_info[1]
+            if isinstance(e, EndOfStream):  # the end, logged by a bare except: not an error
+                return
             self.last = f"{type(e).__name__}: {e}"
         elif self.last is None:
             self.last = record.getMessage()
@@ -67,6 +69,10 @@ class Runtime:
             self.inputs[name] = port(name, "param", value)
         self.outputs = {name: port(name, "output") for name in app.outputs}
         self.ended = False
+        #: Why the cameras stopped, when they failed (a source that cannot be read).
+        self.camera_error: Optional[str] = None
+        #: The app's last logged error (set by run()).
+        self.last: Optional[_LastError] = None
         self.gets = 0
         self.gets_after_end = 0
         self.batches = 0
@@ -87,8 +93,7 @@ class Runtime:
             if self.ended:
                 self.gets_after_end += 1
                 if self.gets_after_end >= _GETS_AFTER_END:
-                    _finish_now(self, "the app kept calling get() after its cameras ended "
-                                      "(it swallows the end signal)")
+                    self._end_swallowed()
                 raise EndOfStream()
             now = time.perf_counter()
             if self._last_get is not None:
@@ -98,6 +103,10 @@ class Runtime:
             batch = self.node.next(timeout)
         except TimeoutError:
             raise TimeoutException(f"no frame within {timeout} s") from None
+        except RuntimeError as e:  # a camera failed: the end, and the run's failure
+            self.camera_error = str(e)
+            self.ended = True
+            raise
         if batch is None:
             self.ended = True
             raise EndOfStream()
@@ -111,6 +120,18 @@ class Runtime:
                              (capture_us // 1_000_000, capture_us % 1_000_000), bool(is_cached),
                              index))
         return out
+
+    def _end_swallowed(self) -> None:
+        """The app catches the end (a bare ``except:`` in a loop that calls get() again, as
+        apps written for a camera that never ends do): the run ends here, a success when
+        every frame went through and the app logged no error."""
+        what = "the app kept calling get() after its cameras ended (it catches the end signal)"
+        if self.camera_error is not None:
+            _finish_now(self, f"the cameras failed: {self.camera_error}")
+        last = self.last.last if self.last is not None else None
+        if last is not None:
+            _finish_now(self, f"{what}; its last logged error: {last}")
+        _finish_now(self, f"{what}; ended it there", outcome="ok")
 
     # -- output ------------------------------------------------------------------------------
     def put(self, port_name: str, streams: List[media]):
@@ -340,12 +361,25 @@ def _close(rt: Runtime, outcome: str, message: str, args) -> int:
     if outcome != "ok":
         print(f"run-app: {message}", file=sys.stderr, flush=True)
         return 2
+    if message:
+        print(f"run-app: {message}", flush=True)
     return 0
 
 
-def _finish_now(rt: Runtime, message: str) -> None:
+def _join_app_threads(ours) -> None:
+    while True:
+        alive = [t for t in threading.enumerate()
+                 if t not in ours and not t.daemon and t.is_alive()
+                 and t is not threading.current_thread()]
+        if not alive:
+            return
+        for t in alive:
+            t.join()
+
+
+def _finish_now(rt: Runtime, message: str, outcome: str = "error") -> None:
     """Ends the process from wherever the app is (its own threads may keep it alive)."""
-    code = _close(rt, "error", message, _result["args"])
+    code = _close(rt, outcome, message, _result["args"])
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -412,6 +446,7 @@ def _run(args) -> int:
     panoramasdk._runtime = rt
     last = _LastError()
     logging.getLogger().addHandler(last)
+    rt.last = last
 
     def watchdog():
         if not rt.first_get.wait(args.get_timeout):
@@ -422,6 +457,7 @@ def _run(args) -> int:
     entry = _paths.translate(app.entry[1])
     sys.argv = [entry, *app.entry[2:]]
     outcome, message = "ok", ""
+    ours = set(threading.enumerate())
     try:
         runpy.run_path(entry, run_name="__main__")
     except EndOfStream:
@@ -435,6 +471,12 @@ def _run(args) -> int:
         where = "at import" if rt.gets == 0 else f"at batch {rt.batches}"
         outcome, message = "error", f"the app raised {where}: {type(e).__name__}: {e}"
     if outcome == "ok" and not rt.ended:
+        # The main script may start its loop in threads and return: the process lives on
+        # while they do (as Python waits for non-daemon threads at exit).
+        _join_app_threads(ours)
+    if rt.camera_error is not None:
+        outcome, message = "error", f"the cameras failed: {rt.camera_error}"
+    elif outcome == "ok" and not rt.ended:
         message = f"the app returned at batch {rt.batches} before its cameras ended"
         if last.last:
             message += f" (last logged error: {last.last})"
