@@ -3,7 +3,9 @@ streamed by (a) OpenCV's VideoWriter over a GStreamer pipeline, as the original 
 telescope did, or (b) the telescope Python package. Prints one JSON line: CPU seconds spent
 streaming (after loading), frames, and put latencies for (b).
 
-    python3 baseline.py videowriter RAW W H FPS_NUM FPS_DEN OUT.mkv "x264enc settings"
+    python3 baseline.py videowriter RAW W H FPS_NUM FPS_DEN OUT.mkv "ENCODE"
+      (ENCODE: the pipeline between `appsrc ! videoconvert !` and `! h264parse`, e.g. the
+      original's caps, x264enc and caps, or `x264enc SETTINGS`)
     python3 baseline.py telescope   RAW W H FPS_NUM FPS_DEN OUT.mkv PROFILE BITRATE
     python3 baseline.py put-latency W H FPS N [nocopy]  (put() paced at FPS, latency percentiles)
 """
@@ -21,11 +23,11 @@ def load(raw, w, h):
     return frames[: n * w * h * 3].reshape(n, h, w, 3)
 
 
-def videowriter(frames, fps, out, x264):
+def videowriter(frames, fps, out, encode):
     import cv2
 
     h, w = frames.shape[1:3]
-    pipeline = (f"appsrc ! videoconvert ! x264enc {x264} ! h264parse ! matroskamux "
+    pipeline = (f"appsrc ! videoconvert ! {encode} ! h264parse ! matroskamux "
                 f"! filesink location={out}")
     start = time.process_time()
     writer = cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, fps, (w, h))

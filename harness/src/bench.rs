@@ -189,6 +189,23 @@ fn decode(footage: &str, max: u32, fallback: Rate, raw: &Path) -> Result<(u32, u
     Ok((w, h, rate, n))
 }
 
+/// The original Python telescope's variant name in the table.
+const ORIGINAL: &str = "python videowriter (original as shipped)";
+
+/// The original Python telescope's encoding, exactly as it shipped (Neosperience `backpack`,
+/// `backpack/kvs.py` and `backpack/rtsp.py`, `_get_pipeline`): I420 caps with
+/// `framerate={fps}/1` (a whole number: the rate rounded, as an integer fps gave it),
+/// `x264enc bframes=0 key-int-max=45 bitrate=500` (x264's default `medium` preset) and
+/// Baseline-profile AVC caps after it, whatever `--bitrate` says.
+fn original_encode(width: u32, height: u32, rate: Rate) -> String {
+    format!(
+        "video/x-raw,format=I420,width={width},height={height},framerate={}/1 ! \
+         x264enc bframes=0 key-int-max=45 bitrate=500 ! \
+         video/x-h264,stream-format=avc,alignment=au,profile=baseline",
+        rate.fps().round().max(1.0)
+    )
+}
+
 /// The x264enc settings of a profile, as gst-launch and VideoWriter pipelines spell them.
 fn x264_settings(profile: EncoderProfile, bitrate: u32, rate: Rate) -> String {
     let c = EncoderConfig::for_profile(profile);
@@ -372,18 +389,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         rate.den().to_string(),
     ];
     if !args.python.is_empty() {
-        for (name, x264) in [
-            (
-                "python videowriter (original)",
-                format!(
-                    "bframes=0 key-int-max={} bitrate={}",
-                    (rate.fps() * 4.5).round(),
-                    args.bitrate
-                ),
-            ),
+        for (name, encode) in [
+            (ORIGINAL, original_encode(w, h, rate)),
             (
                 "python videowriter (balanced settings)",
-                x264_settings(EncoderProfile::Balanced, args.bitrate, rate),
+                format!(
+                    "x264enc {}",
+                    x264_settings(EncoderProfile::Balanced, args.bitrate, rate)
+                ),
             ),
         ] {
             let out = ctx.out(name);
@@ -393,7 +406,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .arg(&raw)
                 .args(&dims)
                 .arg(&out)
-                .arg(x264);
+                .arg(encode);
             let v = ctx.variant(name, run_measured(&mut cmd)?, &out)?;
             note(&v);
             variants.push(v);
@@ -452,7 +465,7 @@ fn ratios(variants: &[Variant]) -> Vec<(String, f64)> {
             t.cpu_ms_per_frame / g.cpu_ms_per_frame,
         ));
     }
-    if let Some(orig) = find(variants, "python videowriter (original)") {
+    if let Some(orig) = find(variants, ORIGINAL) {
         for p in EncoderProfile::ALL {
             if let Some(t) = find(variants, &format!("telescope[{}]", p.name())) {
                 out.push((
