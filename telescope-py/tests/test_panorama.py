@@ -187,12 +187,18 @@ SDK_CHECKS = """
     assert m.stream_id == "camera_node" and not m.is_cached
     assert m.image.shape == (48, 64, 3) and m.image.dtype == np.uint8 and m.image.flags.writeable
     assert isinstance(m.time_stamp, tuple) and len(m.time_stamp) == 2
-    # Coordinates outside [0, 1], inverted corners and long labels are drawn, never raised.
-    m.add_label("x", 1.5, -0.1)
+    # Coordinates outside [0, 1] are a ValueError, as the SDK raises; inverted corners and
+    # long labels are drawn.
+    for bad in [(1.5, 0.1), (-0.1, 0.1), (float("nan"), 0.1)]:
+        try:
+            m.add_label("x", *bad)
+            raise SystemExit("no ValueError for " + repr(bad))
+        except ValueError:
+            pass
     m.add_label("y" * 5000, 0.1, 0.1)
     m.add_rect(np.float32(0.1), 0.1, 1.0, 1.0)
-    m.add_rect(np.float64(1.02), -0.03, 0.5, np.float32(0.8))
-    assert m._labels[0][1:] == (1.0, 0.0) and np.allclose(m._rects[1], (0.5, 0.0, 1.0, 0.8))
+    m.add_rect(np.float64(0.9), 0.3, 0.5, np.float32(0.8))
+    assert np.allclose(m._rects[1], (0.5, 0.3, 0.9, 0.8))
     before = m.image.copy()
     app.outputs.video_out.put(streams)
     assert (m.image == before).all(), "annotations are metadata, not drawn into image"

@@ -41,15 +41,15 @@ def _rt():
 
 
 def _unit(v, what: str) -> float:
-    """A normalized coordinate, clamped into [0, 1] (a detector's box a little outside the
-    frame is drawn at its edge: raising would end apps whose loop has a bare ``except``)."""
+    """A normalized coordinate in [0, 1]; anything else is a ``ValueError``, as the appliance's
+    SDK raises (NumPy scalars are numbers too)."""
     try:
         f = float(v)
     except (TypeError, ValueError):
         raise ValueError(f"{what} {v!r} is not a number") from None
-    if f != f:  # NaN: nowhere on the frame
-        return 0.0
-    return min(max(f, 0.0), 1.0)
+    if not 0.0 <= f <= 1.0:  # NaN included
+        raise ValueError(f"{what} {f} is outside [0, 1] (coordinates are normalized)")
+    return f
 
 
 class media:
