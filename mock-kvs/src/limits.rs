@@ -75,7 +75,7 @@ impl Drop for Reservation {
 /// doubling to 1 s. EMFILE leaves the pending connection in the backlog, so accepting again at
 /// once fails again at once: without the pause the loop spins a core.
 pub fn accept_backoff(failures: u32) -> Duration {
-    Duration::from_millis(10u64 << failures.min(7)).min(Duration::from_secs(1))
+    telescope_kvs::Backoff::new(Duration::from_millis(10), Duration::from_secs(1)).delay(failures)
 }
 
 #[cfg(test)]

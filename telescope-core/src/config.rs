@@ -55,12 +55,8 @@ impl Default for RestartPolicy {
 impl RestartPolicy {
     /// The wait before restart number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1).min(16))
-            .unwrap_or(u32::MAX);
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+        crate::clock::Backoff::new(self.initial_backoff, self.max_backoff)
+            .delay(attempt.saturating_sub(1))
     }
 }
 

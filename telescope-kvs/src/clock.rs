@@ -72,9 +72,41 @@ impl Clock for VirtualClock {
     }
 }
 
+/// A doubling wait between retries: `initial`, twice that, four times... never over `max`.
+/// Every retry loop of the workspace (pipeline restarts, PutMedia reconnects, throttled control
+/// calls, accept errors) waits by one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Doubling from `initial` up to `max`.
+    pub const fn new(initial: Duration, max: Duration) -> Self {
+        Backoff { initial, max }
+    }
+
+    /// The wait before retry `attempt` (0: the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backoff_doubles_up_to_its_cap_without_overflow() {
+        let b = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let waits: Vec<u128> = (0..8).map(|a| b.delay(a).as_millis()).collect();
+        assert_eq!(waits, [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(10));
+    }
 
     #[test]
     fn virtual_clock_moves_only_forward_and_is_shared() {

@@ -209,7 +209,8 @@ impl KvsControl {
         loop {
             match op().await {
                 Err(KvsError::Throttled { .. }) if attempt < self.throttle.retries => {
-                    let wait = self.throttle.backoff.saturating_mul(1 << attempt.min(16));
+                    let wait = crate::clock::Backoff::new(self.throttle.backoff, Duration::MAX)
+                        .delay(attempt);
                     tracing::info!(attempt = attempt + 1, ?wait, "KVS throttled; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;

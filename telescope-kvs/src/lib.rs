@@ -14,7 +14,7 @@ pub mod mkv;
 pub mod putmedia;
 
 pub use ack::{AckError, AckEvent, AckParser, FragmentAck};
-pub use clock::{Clock, SystemClock, VirtualClock};
+pub use clock::{Backoff, Clock, SystemClock, VirtualClock};
 pub use control::{
     CreateStreamOptions, DataApi, KvsConfig, KvsControl, KvsError, StreamDescription,
     ThrottleRetry, LOCAL_ENDPOINT,

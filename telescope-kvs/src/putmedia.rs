@@ -270,7 +270,9 @@ enum End {
 
 impl Uploader {
     async fn run(&mut self) {
-        let mut backoff = self.config.initial_backoff;
+        let backoff =
+            crate::clock::Backoff::new(self.config.initial_backoff, self.config.max_backoff);
+        let mut retries = 0;
         loop {
             if self.finishing.is_some() && self.store.is_empty() {
                 self.reply_finish(true);
@@ -299,7 +301,7 @@ impl Uploader {
                         return;
                     }
                     // Keep taking fragments while waiting to reconnect.
-                    let wake = tokio::time::Instant::now() + backoff;
+                    let wake = tokio::time::Instant::now() + backoff.delay(retries);
                     loop {
                         tokio::select! {
                             _ = tokio::time::sleep_until(wake) => break,
@@ -309,11 +311,11 @@ impl Uploader {
                             },
                         }
                     }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    retries = retries.saturating_add(1);
                 }
             }
             if self.counters.persisted.load(Ordering::Relaxed) > 0 && self.store.is_empty() {
-                backoff = self.config.initial_backoff;
+                retries = 0;
             }
         }
     }

@@ -364,7 +364,8 @@ impl Loopback {
 
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut loopback = Loopback::default();
-    let mut backoff = Duration::from_millis(1);
+    let backoff = crate::clock::Backoff::new(Duration::from_millis(1), Duration::from_millis(200));
+    let mut failures = 0;
     loop {
         let accepted = listener.accept();
         if shared.stop.load(Ordering::SeqCst) {
@@ -372,14 +373,14 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         }
         let (client, from) = match accepted {
             Ok(c) => {
-                backoff = Duration::from_millis(1);
+                failures = 0;
                 c
             }
             Err(e) => {
                 // Out of descriptors or memory: wait instead of spinning on the error.
                 tracing::debug!(error = %e, "RTSP accept failed");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(200));
+                std::thread::sleep(backoff.delay(failures));
+                failures = u32::saturating_add(failures, 1);
                 continue;
             }
         };
