@@ -469,3 +469,28 @@ def test_an_override_with_two_account_cameras_needs_a_source_for_each(tmp_path):
                  tmp_path / "report"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert [c["delivered"] for c in report(tmp_path)["cameras"]] == [20, 20]
+
+
+def test_an_app_streaming_with_telescope_itself_runs_unchanged(tmp_path):
+    out = tmp_path / "own.mkv"
+    root = app_dir(tmp_path, f"""
+        import panoramasdk
+        import telescope
+
+        node = panoramasdk.node()
+        t = telescope.Telescope(sinks=["file:{out}"], fps=10, width=64, height=48)
+        t.start()
+        try:
+            while True:
+                streams = node.inputs.video_in.get()
+                for s in streams:
+                    t.put(s.image, timestamp=s.time_stamp[0] + s.time_stamp[1] / 1e6, block=True)
+                node.outputs.video_out.put(streams)
+        finally:
+            t.stop()
+    """)
+    r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert report(tmp_path)["cameras"][0]["delivered"] == 20
+    frames, w, h = count_frames(out)
+    assert (w, h) == (64, 48) and frames == 20, frames
