@@ -494,3 +494,41 @@ def test_an_app_streaming_with_telescope_itself_runs_unchanged(tmp_path):
     assert report(tmp_path)["cameras"][0]["delivered"] == 20
     frames, w, h = count_frames(out)
     assert (w, h) == (64, 48) and frames == 20, frames
+
+
+def test_a_camera_can_be_a_live_rtsp_stream(tmp_path):
+    import threading
+
+    import telescope
+
+    server = telescope.RtspServer(port=0, address="127.0.0.1")
+    mount = server.mount("/lobby")
+    t = telescope.Telescope(sinks=[mount], fps=10, width=160, height=120)
+    t.start()
+    stop = threading.Event()
+
+    def feed():
+        # Real time, bounded: at most 40 s of frames.
+        base = np.random.default_rng(19).integers(0, 255, size=(120, 160, 3), dtype=np.uint8)
+        for i in range(400):
+            if stop.wait(0.1):
+                break
+            f = base.copy()
+            f[:, (i * 3) % 160] = 255
+            t.put(f)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        r = run_app([EXAMPLES / "two_cameras", "--camera", f"front_door={mount.url}",
+                     "--camera", "back_door=pattern:ball@160x120@10",
+                     "--model", "brightness_model=stand_in:brightness", "--duration", "4",
+                     "--report", tmp_path / "report"], tmp_path, timeout=90)
+    finally:
+        stop.set()
+        feeder.join()
+        t.stop()
+    assert r.returncode == 0, r.stderr
+    cams = {c["name"]: c for c in report(tmp_path)["cameras"]}
+    assert cams["front_door"]["delivered"] > 5, cams
+    assert cams["back_door"]["delivered"] > 5, cams
