@@ -532,3 +532,19 @@ def test_a_camera_can_be_a_live_rtsp_stream(tmp_path):
     cams = {c["name"]: c for c in report(tmp_path)["cameras"]}
     assert cams["front_door"]["delivered"] > 5, cams
     assert cams["back_door"]["delivered"] > 5, cams
+
+
+def test_budgets_judge_the_run_with_exit_code_1_when_broken(tmp_path):
+    root = app_dir(tmp_path, LOOP)
+    ok = run_app([root, *CAMERA, "--budget-rss", "100000", "--budget-loop-p99-ms", "100000",
+                  "--budget-cpu", "100000", "--report", tmp_path / "report"], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    verdicts = report(tmp_path)["verdicts"]
+    assert [v["budget"] for v in verdicts] == ["cpu", "rss", "loop p99"]
+    assert all(v["pass"] for v in verdicts) and "budget rss" in ok.stdout
+    broken = run_app([root, *CAMERA, "--budget-rss", "1", "--report", tmp_path / "report"],
+                     tmp_path)
+    assert broken.returncode == 1, broken.stderr
+    (v,) = report(tmp_path)["verdicts"]
+    assert v["budget"] == "rss" and not v["pass"] and v["measured"] > 1
+    assert "FAIL" in broken.stdout

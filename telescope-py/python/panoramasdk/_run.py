@@ -78,6 +78,7 @@ class Runtime:
         self.batches = 0
         self.puts = 0
         self.first_get = threading.Event()
+        self.started = time.perf_counter()
         self.loop_times: List[float] = []
         self._last_get: Optional[float] = None
         self.hdmi_frames = 0
@@ -232,6 +233,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-every", type=float, metavar="SECONDS")
     p.add_argument("--stall-ms", type=int, default=0)
     p.add_argument("--camera-fps", metavar="RATE")
+    p.add_argument("--budget-cpu", type=float, metavar="PCT",
+                   help="budget: CPU of the whole run, percent of one core per camera")
+    p.add_argument("--budget-rss", type=float, metavar="MIB", help="budget: peak resident memory")
+    p.add_argument("--budget-loop-p99-ms", type=float, metavar="MS",
+                   help="budget: the app's loop time per batch, 99th percentile")
     p.add_argument("--get-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="an app that has not called get() by then is ended (default 30)")
     p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
@@ -322,6 +328,7 @@ def _report(rt: Runtime, node_report: Optional[dict], outcome: str, message: str
         "puts": rt.puts,
         "hdmi_frames": rt.hdmi_frames,
         "cpu_seconds": cpu,
+        "peak_rss_mib": usage.ru_maxrss / 1024.0,
         "cpu_ms_per_batch": (cpu * 1000.0 / rt.batches) if rt.batches else None,
         "iterations": (node_report or {}).get("iterations"),
         "elapsed_s": (node_report or {}).get("elapsed"),
@@ -346,6 +353,7 @@ def _close(rt: Runtime, outcome: str, message: str, args) -> int:
             if outcome == "ok":
                 outcome, message = "error", f"a sink failed: {e}"
     report = _report(rt, node_report, outcome, message, args)
+    report["verdicts"] = _verdicts(rt, report, args)
     if args.report:
         os.makedirs(args.report, exist_ok=True)
         with open(os.path.join(args.report, "report.json"), "w") as f:
@@ -363,7 +371,31 @@ def _close(rt: Runtime, outcome: str, message: str, args) -> int:
         return 2
     if message:
         print(f"run-app: {message}", flush=True)
+    for v in report["verdicts"]:
+        print(f"budget {v['budget']}: {v['measured']:.2f} {v['unit']} measured, limit "
+              f"{v['limit']:g} -> {'pass' if v['pass'] else 'FAIL'}", flush=True)
+    if not all(v["pass"] for v in report["verdicts"]):
+        print("run-app: a budget was broken", file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def _verdicts(rt: Runtime, report: dict, args) -> List[dict]:
+    """The run judged against the budgets given (exit code 1 when one is broken, as replay)."""
+    out = []
+
+    def judge(name, measured, limit, unit):
+        if limit is not None and measured is not None:
+            out.append({"budget": name, "measured": float(measured), "limit": float(limit),
+                        "unit": unit, "pass": float(measured) <= float(limit)})
+
+    wall = max(time.perf_counter() - rt.started, 1e-9)
+    cameras = max(len(rt.camera_names), 1)
+    judge("cpu", report["cpu_seconds"] / wall / cameras * 100.0, args.budget_cpu,
+          "% of a core per camera")
+    judge("rss", report["peak_rss_mib"], args.budget_rss, "MiB")
+    judge("loop p99", report["loop_ms"]["p99_ms"], args.budget_loop_p99_ms, "ms")
+    return out
 
 
 def _join_app_threads(ours) -> None:
