@@ -98,8 +98,6 @@ impl simulator::App for Handover {
 pub struct Node {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    uris: Vec<(String, String)>,
-    clock: Option<VirtualClock>,
 }
 
 fn parse_rate(value: Option<&str>, what: &str) -> PyResult<Option<Rate>> {
@@ -168,14 +166,14 @@ impl Node {
                 timing: None,
             });
         }
-        let clock = virtual_clock.then(VirtualClock::new);
         let config = NodeConfig {
             cameras: configs,
             seed,
             duration,
-            clock: match &clock {
-                Some(c) => NodeClock::Virtual(c.clone()),
-                None => NodeClock::System,
+            clock: if virtual_clock {
+                NodeClock::Virtual(VirtualClock::new())
+            } else {
+                NodeClock::System
             },
             ..NodeConfig::default()
         };
@@ -212,8 +210,6 @@ impl Node {
         Ok(Node {
             shared,
             thread: Mutex::new(Some(thread)),
-            uris: cameras,
-            clock,
         })
     }
 
@@ -303,27 +299,11 @@ impl Node {
         self.shared.finish_batch();
     }
 
-    /// The node's time in seconds (simulated on a virtual clock).
-    fn now(&self) -> f64 {
-        match &self.clock {
-            Some(c) => telescope::Clock::now(c).as_secs_f64(),
-            None => f64::NAN,
-        }
-    }
-
-    /// `(name, source)` of each camera.
-    fn cameras(&self) -> Vec<(String, String)> {
-        self.uris.clone()
-    }
-
     /// Stops the cameras (if still running) and returns the node's report: per camera
     /// `frames_in`, `lost`, `superseded`, `delivered`, `cached`, `unavailable`, `laps`;
     /// `iterations`, `elapsed` (seconds), `interrupted`.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.finish_batch();
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = thread {
+        if let Some(t) = self.halt() {
             py.detach(move || t.join())
                 .map_err(|_| PyRuntimeError::new_err("the node's thread panicked"))?;
         }
@@ -355,11 +335,19 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
+impl Node {
+    /// Tells the node's thread to stop (releasing a batch it waits on); its handle, the first
+    /// time.
+    fn halt(&self) -> Option<JoinHandle<()>> {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.finish_batch();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(t) = self.halt() {
             let _ = t.join();
         }
     }
