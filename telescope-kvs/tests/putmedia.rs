@@ -17,6 +17,27 @@ fn creds() -> SharedCredentialsProvider {
     ))
 }
 
+/// Create the stream `cam` on `mock` through the control plane.
+fn create_cam(mock: &MockKvs) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kvs = telescope_kvs::KvsConfig {
+            region: "us-east-1".into(),
+            endpoint: Some(mock.url().to_owned()),
+            credentials: telescope_kvs::credentials::CredentialSource::Provider(creds()),
+        };
+        telescope_kvs::KvsControl::new(&kvs)
+            .await
+            .unwrap()
+            .create("cam", &Default::default())
+            .await
+            .unwrap();
+    });
+}
+
 /// Poll the client's counters until `done` holds (bounded).
 fn wait(client: &PutMediaClient, done: impl Fn(&PutMediaStats) -> bool) -> PutMediaStats {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -82,23 +103,7 @@ fn fragments_are_persisted_by_the_in_process_mock() {
         ..MockKvsConfig::default()
     })
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let kvs = telescope_kvs::KvsConfig {
-            region: "us-east-1".into(),
-            endpoint: Some(mock.url().to_owned()),
-            credentials: telescope_kvs::credentials::CredentialSource::Provider(creds()),
-        };
-        telescope_kvs::KvsControl::new(&kvs)
-            .await
-            .unwrap()
-            .create("cam", &Default::default())
-            .await
-            .unwrap();
-    });
+    create_cam(&mock);
     let client =
         PutMediaClient::start(PutMediaConfig::new(mock.url(), "cam", "us-east-1"), creds())
             .unwrap();
@@ -174,23 +179,7 @@ fn credentials_renewed_mid_stream_move_the_upload_to_a_new_connection() {
         ..MockKvsConfig::default()
     })
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let kvs = telescope_kvs::KvsConfig {
-            region: "us-east-1".into(),
-            endpoint: Some(mock.url().to_owned()),
-            credentials: telescope_kvs::credentials::CredentialSource::Provider(creds()),
-        };
-        telescope_kvs::KvsControl::new(&kvs)
-            .await
-            .unwrap()
-            .create("cam", &Default::default())
-            .await
-            .unwrap();
-    });
+    create_cam(&mock);
     let source = ShortLived {
         lifetime: Duration::from_secs(4),
         issued: Default::default(),
