@@ -54,7 +54,7 @@ impl PutMediaConfig {
 }
 
 /// Delivery counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PutMediaStats {
     /// Fragments handed to the client.
     pub fragments: u64,
