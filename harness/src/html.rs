@@ -165,7 +165,8 @@ fn short(v: f64) -> String {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222}\
+/// The page style every report shares (replay's and run-app's).
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222}\
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;\
 text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
 .pass{color:#2a7d2a;font-weight:bold}.fail{color:#c62828;font-weight:bold}figure{margin:8px 0}";
