@@ -18,6 +18,15 @@ PARAM_TYPES = {"float32": float, "int32": int, "string": str, "boolean": bool}
 _STOCK_CAMERA = ("panorama", "abstract_rtsp_media_source")
 _STOCK_SINK = ("panorama", "hdmi_data_sink")
 _SINK_CATEGORIES = ("media_sink", "data_sink", "hdmi_data_sink")
+#: When a package node starts (nodeWithInterface schema); the default is onAppStart.
+LAUNCH = ("onAppStart", "onSignal", "onDemand")
+
+
+def port_type_ok(kind: str) -> bool:
+    """``media``, a parameter type, or an array of one (``string[]``, as the file-source
+    package template of panorama-cli declares ``sourceNames``)."""
+    return kind == "media" or kind in PARAM_TYPES or (
+        kind.endswith("[]") and kind[:-2] in PARAM_TYPES)
 
 
 class GraphError(Exception):
@@ -51,6 +60,19 @@ class Interface:
     asset: Optional[str]
     inputs: List[Port]
     outputs: List[Port]
+    #: Container ports the node listens on (``network.inboundPorts``).
+    inbound_ports: List[int] = field(default_factory=list)
+    package_dir: Optional[str] = None
+
+
+@dataclass
+class Route:
+    """A networkRoutingRule: the appliance's ``host_port`` routed to ``container_port`` of
+    ``node``'s container (``host_port`` None: not exposed on the host)."""
+
+    node: str
+    container_port: int
+    host_port: Optional[int]
 
 
 @dataclass
@@ -81,6 +103,11 @@ class App:
     models: Dict[str, Model]
     #: Default stream URLs of local camera packages (``streamUrl``), by camera node.
     camera_urls: Dict[str, str] = field(default_factory=dict)
+    #: networkRoutingRules of the graph with the overrides' applied.
+    routes: List[Route] = field(default_factory=list)
+    #: What the simulator accepted but does differently from the appliance (one line each:
+    #: network routing, cameras launched on a signal...), shown at start and in the report.
+    notes: List[str] = field(default_factory=list)
 
     def all_cameras(self) -> List[str]:
         seen: List[str] = []
@@ -126,10 +153,49 @@ def _ports(items, where: str) -> List[Port]:
             raise GraphError(f"{where}: a port needs a name and a type")
         if not isinstance(p["type"], str):
             raise GraphError(f"{where}: port {p['name']} has type {json.dumps(p['type'])}, not a type name")
-        if p["type"] != "media" and p["type"] not in PARAM_TYPES:
-            raise GraphError(f"{where}: port {p['name']} has unknown type `{p['type']}`")
+        if not port_type_ok(p["type"]):
+            raise GraphError(f"{where}: port {p['name']} has unknown type `{p['type']}` "
+                             "(media, boolean, int32, float32, string, or an array of one: "
+                             "string[]...)")
         out.append(Port(p["name"], p["type"], p.get("default")))
     return out
+
+
+def _inbound_ports(network, where: str) -> List[int]:
+    if network is None:
+        return []
+    items = network.get("inboundPorts") if isinstance(network, dict) else None
+    if not isinstance(network, dict) or not isinstance(items or [], list):
+        raise GraphError(f"{where}: `network` must be an object with a list `inboundPorts`")
+    out = []
+    for p in items or []:
+        port = p.get("port") if isinstance(p, dict) else None
+        if not _is_port(port):
+            raise GraphError(f"{where}: inbound port {json.dumps(p)} needs a `port` in 1..65535")
+        out.append(port)
+    return out
+
+
+def _is_port(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
+
+
+def _routes(doc: dict, path: str, routes: List[Route]) -> None:
+    """Adds ``doc``'s networkRoutingRules to ``routes``; a rule for a node and container port
+    already there (an override's) replaces it."""
+    for r in _objects(doc, "networkRoutingRules", path):
+        where = f"{path}: networkRoutingRule {json.dumps(r)}"
+        if not isinstance(r.get("node"), str) or not r["node"]:
+            raise GraphError(f"{where} needs a node")
+        if not _is_port(r.get("containerPort")):
+            raise GraphError(f"{where} needs a containerPort in 1..65535")
+        host = r.get("hostPort")
+        if host is not None and not _is_port(host):
+            raise GraphError(f"{where}: hostPort must be in 1..65535")
+        route = Route(r["node"], r["containerPort"], host)
+        routes[:] = [x for x in routes
+                     if (x.node, x.container_port) != (route.node, route.container_port)]
+        routes.append(route)
 
 
 def _find_graph(root: str) -> str:
@@ -144,6 +210,10 @@ def _find_graph(root: str) -> str:
 
 
 def _typed(value, kind: str, where: str):
+    if kind.endswith("[]"):
+        if not isinstance(value, list):
+            raise GraphError(f"{where}: value {value!r} is not a {kind} (a JSON list)")
+        return [_typed(v, kind[:-2], where) for v in value]
     py = PARAM_TYPES[kind]
     if kind == "boolean":
         if isinstance(value, bool):
@@ -159,7 +229,8 @@ def _typed(value, kind: str, where: str):
     raise GraphError(f"{where}: value {value!r} is not a {kind} ({py.__name__})")
 
 
-def _apply_override(nodes: dict, edges: list, packages: list, path: str) -> None:
+def _apply_override(nodes: dict, edges: list, packages: list, routes: List[Route],
+                    path: str) -> None:
     doc = _load_json(path, "override manifest")
     ov = doc.get("nodeGraphOverrides")
     if not isinstance(ov, dict):
@@ -172,6 +243,7 @@ def _apply_override(nodes: dict, edges: list, packages: list, path: str) -> None
         nodes[n["name"]] = dict(n, _override=True)
     packages.extend(_objects(ov, "packages", path))
     edges.extend(_edges(ov, path))
+    _routes(ov, path, routes)
     for o in _objects(ov, "nodeOverrides", path):
         target = o.get("replace")
         if not isinstance(target, str) or target not in nodes:
@@ -223,8 +295,16 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
         nodes[n["name"]] = dict(n)
     edges = _edges(g, graph_path)
     packages = list(_objects(g, "packages", graph_path))
+    routes: List[Route] = []
+    _routes(g, graph_path, routes)
     for o in overrides:
-        _apply_override(nodes, edges, packages, o)
+        _apply_override(nodes, edges, packages, routes, o)
+    notes: List[str] = []
+    for n in nodes.values():
+        launch = n.get("launch", "onAppStart")
+        if n["interface"] not in PARAM_TYPES and launch not in LAUNCH:
+            raise GraphError(f"node `{n['name']}`: launch {json.dumps(launch)} is not one of "
+                             f"{', '.join(LAUNCH)}")
     versions = {}
     for p in packages:
         if "name" not in p:
@@ -267,15 +347,18 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
                 return Interface(
                     pkg,
                     iface,
-                    i.get("category", ""),
+                    i.get("category") or _system_category(np_, i.get("asset"), desc),
                     i.get("asset"),
                     _ports(i.get("inputs"), desc),
                     _ports(i.get("outputs"), desc),
+                    _inbound_ports(i.get("network"), desc),
+                    d,
                 )
         raise GraphError(f"{where}: package {d} has no interface `{iface}`")
 
     for name, n in nodes.items():
         interfaces[name] = interface_of(n)
+    _check_routes(routes, interfaces, graph_path, notes)
 
     code = [k for k, i in interfaces.items() if i is not None and i.category == "business_logic"]
     if not code:
@@ -350,9 +433,14 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
     camera_urls = {}
     for name, i in interfaces.items():
         if i is not None and i.category == "media_source":
-            for p in i.inputs:
-                if p.name == "streamUrl" and isinstance(p.default, str):
-                    camera_urls[name] = p.default
+            url = _package_source(i, root)
+            if url:
+                camera_urls[name] = url
+            if nodes.get(name, {}).get("launch") == "onSignal" and name in fed:
+                notes.append(
+                    f"camera `{name}` has launch onSignal: on the appliance it sends nothing "
+                    "until SignalApplicationInstanceNodeInstances resumes it; the simulator has "
+                    "no signal API and starts it with the run, as if resumed at once")
     return App(
         root=root,
         graph_path=graph_path,
@@ -366,7 +454,68 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
         outputs=outputs,
         models=models,
         camera_urls=camera_urls,
+        routes=routes,
+        notes=notes,
     )
+
+
+def _system_category(np_: dict, asset: Optional[str], where: str) -> str:
+    """The category of an interface that declares none: a system asset under
+    ``source/video/`` (panorama-cli's camera and file-source templates) is a media source."""
+    for a in _objects(np_, "assets", where):
+        if a.get("name") == asset:
+            for impl in _objects(a, "implementations", where):
+                uri = impl.get("assetUri")
+                if impl.get("type") == "system" and isinstance(uri, str) and \
+                        uri.startswith("source/video/"):
+                    return "media_source"
+    return ""
+
+
+def _package_source(i: Interface, root: str) -> Optional[str]:
+    """A local camera package's own source: its ``streamUrl`` default (RTSP camera
+    template), or the first of its ``sourceNames`` (file-source template; a relative name is
+    looked up in the package directory, then in the application directory)."""
+    for p in i.inputs:
+        if p.name == "streamUrl" and isinstance(p.default, str) and p.default:
+            return p.default
+        if p.name == "sourceNames" and isinstance(p.default, list) and p.default:
+            name = p.default[0]
+            if not isinstance(name, str) or not name:
+                continue
+            if os.path.isabs(name):
+                return name
+            for base in (i.package_dir, root):
+                if base and os.path.exists(os.path.join(base, name)):
+                    return os.path.join(base, name)
+            return name
+    return None
+
+
+def _check_routes(routes: List[Route], interfaces: Dict[str, Optional[Interface]],
+                  graph_path: str, notes: List[str]) -> None:
+    """Each networkRoutingRule names a node of the graph and a port its interface declares
+    in ``network.inboundPorts``; the simulator's treatment is noted once per rule."""
+    for r in routes:
+        where = f"{graph_path}: networkRoutingRule for `{r.node}` port {r.container_port}"
+        if r.node not in interfaces:
+            raise GraphError(f"{where}: no node `{r.node}` in the graph")
+        i = interfaces[r.node]
+        if i is None or i.category != "business_logic":
+            raise GraphError(f"{where}: `{r.node}` is not a code node (only code nodes "
+                             "have containers)")
+        if r.container_port not in i.inbound_ports:
+            declared = ", ".join(map(str, i.inbound_ports)) or "none"
+            raise GraphError(f"{where}: the interface declares no such inbound port "
+                             f"(network.inboundPorts: {declared})")
+        if r.host_port is None or r.host_port == r.container_port:
+            notes.append(f"networkRoutingRule: `{r.node}` listens on port {r.container_port} "
+                         "of this host itself (the app runs without a container)")
+        else:
+            notes.append(f"networkRoutingRule: host port {r.host_port} -> `{r.node}` port "
+                         f"{r.container_port}: the app runs without a container and listens "
+                         f"on port {r.container_port} of this host itself; the simulator "
+                         f"forwards 127.0.0.1:{r.host_port} to it")
 
 
 def _descriptor(pkg_dir: str, root: str, asset: Optional[str], key: str) -> dict:

@@ -157,8 +157,26 @@ def serve(models: Dict[str, Model], given: Dict[str, object]) -> Dict[str, Serve
     return served
 
 
-def percentiles(times: List[float]) -> Dict[str, Optional[float]]:
+def percentiles(times: List[float]) -> Dict[str, object]:
+    """p50/p99/max of durations in seconds, in ms, and their histogram (``histogram_ms``:
+    ``[upper bound ms, count]`` in the log buckets replay's report uses)."""
     if not times:
-        return {"p50_ms": None, "p99_ms": None}
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None, "histogram_ms": []}
     a = np.sort(np.asarray(times)) * 1000.0
-    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99))}
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "max_ms": float(a[-1]), "histogram_ms": log_histogram_ms(times)}
+
+
+def log_histogram_ms(times: List[float]) -> List[List[float]]:
+    """Durations (seconds) counted in logarithmic microsecond buckets, four per power of two
+    (the buckets of replay's put-latency histogram), bounds in ms."""
+    buckets: Dict[int, int] = {}
+    for t in times:
+        v = max(int(round(t * 1e6)), 0)
+        if v < 4:
+            bound = v
+        else:
+            k = v.bit_length() - 3
+            bound = -(-v // (1 << k)) << k
+        buckets[bound] = buckets.get(bound, 0) + 1
+    return [[b / 1000.0, n] for b, n in sorted(buckets.items())]

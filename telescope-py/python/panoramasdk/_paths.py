@@ -35,6 +35,15 @@ def translate(path):
     return path
 
 
+def translate_with(path: str, mapping: Dict[str, str]) -> str:
+    """``path`` under ``mapping`` (appliance prefix -> real directory), before install()."""
+    for prefix, real in sorted(mapping.items(), key=lambda kv: -len(kv[0])):
+        prefix = prefix.rstrip("/")
+        if path == prefix or path.startswith(prefix + "/"):
+            return os.path.abspath(real) + path[len(prefix):]
+    return path
+
+
 def _wrap(fn, *positions):
     def wrapped(*args, **kwargs):
         args = list(args)

@@ -23,7 +23,7 @@ import numpy as np
 
 import panoramasdk
 from panoramasdk import EndOfStream, TimeoutException, media, port
-from panoramasdk import _graph, _models, _paths
+from panoramasdk import _entry, _graph, _models, _network, _paths
 from panoramasdk._graph import GraphError
 from panoramasdk._models import ModelError, percentiles
 
@@ -46,6 +46,67 @@ class _LastError(logging.Handler):
             self.last = f"{type(e).__name__}: {e}"
         elif self.last is None:
             self.last = record.getMessage()
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _cpu_seconds() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+class _Sampler:
+    """The run over time, as replay samples it: once per interval the process's CPU (percent
+    of one core over the interval), resident memory and the app's batches per second."""
+
+    def __init__(self, rt: "Runtime", interval: float):
+        self.rt = rt
+        self.interval = interval
+        self.samples: List[dict] = []
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self._last = (self._t0, _cpu_seconds(), 0)
+        self._thread = threading.Thread(target=self._loop, name="panorama-sampler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        now, cpu, batches = time.perf_counter(), _cpu_seconds(), self.rt.batches
+        t, c, b = self._last
+        dt = max(now - t, 1e-9)
+        self._last = (now, cpu, batches)
+        self.samples.append({"t": now - self._t0, "cpu_percent": (cpu - c) / dt * 100.0,
+                             "rss_mib": _rss_mib(), "batches_per_s": (batches - b) / dt})
+
+    def finish(self) -> List[dict]:
+        self._stop.set()
+        if time.perf_counter() - self._last[0] > self.interval / 10:
+            self.sample()  # the tail of the run since the last sample
+        return self.samples
+
+
+def _watch_logging(last: _LastError) -> None:
+    """Shows ``last`` every record any logger hands to its handlers, without adding a handler
+    to the root logger (an app's ``logging.basicConfig(filename=...)`` does nothing when the
+    root logger has one)."""
+    handlers = logging.Logger.callHandlers
+
+    def call_handlers(self, record):
+        if record.levelno >= last.level:
+            last.handle(record)
+        return handlers(self, record)
+
+    logging.Logger.callHandlers = call_handlers
 
 
 class Runtime:
@@ -79,10 +140,13 @@ class Runtime:
         self.puts = 0
         self.first_get = threading.Event()
         self.started = time.perf_counter()
+        #: CPU the process had used when the run started (imports, model loading).
+        self.cpu_at_start = _cpu_seconds()
         self.loop_times: List[float] = []
         self._last_get: Optional[float] = None
         self.hdmi_frames = 0
         self.sink_frames: Dict[str, int] = {}
+        self.sampler: Optional[_Sampler] = None
         self._camera_ports = {p: set(c) for p, c in app.cameras.items()}
         self._lock = threading.Lock()
 
@@ -199,7 +263,7 @@ def tile(frames: List[np.ndarray]) -> np.ndarray:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m panoramasdk run",
+        prog="python -m panoramasdk run", allow_abbrev=False,
         description="Run an unmodified Panorama application (graphs/, packages/) on the "
                     "simulator: cameras replay footage, models are served locally.",
     )
@@ -218,7 +282,11 @@ def parser() -> argparse.ArgumentParser:
                    "annotations) to a Telescope sink, e.g. file:hdmi.mkv")
     p.add_argument("--sink", action="append", default=[], metavar="SINK",
                    help="stream each camera's output to a sink; {camera} names the camera")
-    p.add_argument("--report", metavar="DIR", help="write report.json there")
+    p.add_argument("--report", metavar="DIR",
+                   help="write report.json there (telescope run-app also writes report.html; "
+                        "`telescope report DIR` renders it from report.json)")
+    p.add_argument("--sample-ms", type=int, default=1000, metavar="MS",
+                   help="sampling interval for CPU, memory and batches per second over time")
     p.add_argument("--run-dir", default="panorama-run", metavar="DIR",
                    help="where /opt/aws/panorama/logs and /storage are kept (default ./panorama-run)")
     p.add_argument("--virtual-clock", action="store_true",
@@ -312,12 +380,14 @@ def _report(rt: Runtime, node_report: Optional[dict], outcome: str, message: str
     for c in (node_report or {}).get("cameras", []):
         c = dict(c)
         c["sink_frames"] = rt.sink_frames.get(c["name"], 0)
+        c["source"] = rt.uris.get(c["name"], "")
         cams.append(c)
     models = {name: {"calls": len(s.times), "how": s.how, **percentiles(s.times)}
               for name, s in rt.served.items()}
     loop = percentiles(rt.loop_times)
     return {
         "schema_version": 1,
+        "command": "run-app",
         "app": rt.app.root,
         "outcome": outcome,
         "message": message,
@@ -328,8 +398,12 @@ def _report(rt: Runtime, node_report: Optional[dict], outcome: str, message: str
         "puts": rt.puts,
         "hdmi_frames": rt.hdmi_frames,
         "cpu_seconds": cpu,
+        "run_cpu_seconds": cpu - rt.cpu_at_start,
+        "wall_seconds": time.perf_counter() - rt.started,
+        "timeline": rt.sampler.finish() if rt.sampler is not None else [],
+        "notes": rt.app.notes,
         "peak_rss_mib": usage.ru_maxrss / 1024.0,
-        "cpu_ms_per_batch": (cpu * 1000.0 / rt.batches) if rt.batches else None,
+        "cpu_ms_per_batch": ((cpu - rt.cpu_at_start) * 1000.0 / rt.batches) if rt.batches else None,
         "iterations": (node_report or {}).get("iterations"),
         "elapsed_s": (node_report or {}).get("elapsed"),
         "virtual_clock": bool(args.virtual_clock),
@@ -389,9 +463,9 @@ def _verdicts(rt: Runtime, report: dict, args) -> List[dict]:
             out.append({"budget": name, "measured": float(measured), "limit": float(limit),
                         "unit": unit, "pass": float(measured) <= float(limit)})
 
-    wall = max(time.perf_counter() - rt.started, 1e-9)
+    wall = max(report["wall_seconds"], 1e-9)
     cameras = max(len(rt.camera_names), 1)
-    judge("cpu", report["cpu_seconds"] / wall / cameras * 100.0, args.budget_cpu,
+    judge("cpu", report["run_cpu_seconds"] / wall / cameras * 100.0, args.budget_cpu,
           "% of a core per camera")
     judge("rss", report["peak_rss_mib"], args.budget_rss, "MiB")
     judge("loop p99", report["loop_ms"]["p99_ms"], args.budget_loop_p99_ms, "ms")
@@ -412,31 +486,63 @@ def _join_app_threads(ours) -> None:
 def _finish_now(rt: Runtime, message: str, outcome: str = "error") -> None:
     """Ends the process from wherever the app is (its own threads may keep it alive)."""
     code = _close(rt, outcome, message, _result["args"])
+    _entry.record(code)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def run(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None, entry=None) -> int:
+    """The runner; ``entry`` (script, module, arguments) is the program an entry script
+    started with ``python3`` (see ``_entry``), else the descriptor's entry is run."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     try:
-        return _run(args)
+        code = _run(args, argv, entry)
     except (GraphError, ModelError, RunError, ValueError) as e:
         print(f"run-app: {e}", file=sys.stderr)
-        return 2
+        code = 2
     except Exception as e:  # a sink or camera that cannot start: still one line
         print(f"run-app: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+        code = 2
+    _entry.record(code)
+    return code
 
 
-def _run(args) -> int:
+def _mapping(app: _graph.App, args) -> Dict[str, str]:
+    run_dir = os.path.abspath(args.run_dir)
+    return {
+        "/opt/aws/panorama/logs": os.path.join(run_dir, "logs"),
+        "/opt/aws/panorama/storage": os.path.join(run_dir, "storage"),
+        "/panorama": app.code_dir,
+    }
+
+
+def _run_script(args, argv: List[str], app: _graph.App) -> int:
+    """A shell entry point: the script runs with the appliance's paths mapped, its
+    ``python3 APP.py`` being the runtime (see ``_entry``)."""
+    mapping = _mapping(app, args)
+    for real in mapping.values():
+        os.makedirs(real, exist_ok=True)
+    script = _paths.translate_with(app.entry[1], mapping)
+    code, shell_code = _entry.run_shell(app.entry[0], script, app.entry[2:], mapping,
+                                        os.path.abspath(args.run_dir), argv)
+    if code is None:
+        raise RunError(f"the entry script `{' '.join(app.entry)}` exited with {shell_code} "
+                       "without starting the app (it must run python3 /panorama/APP.py)")
+    return code
+
+
+def _run(args, argv: List[str], entry=None) -> int:
     import telescope
     from telescope import _native
 
     external = [c.partition("=")[0] for c in args.camera if "=" in c]
     app = _graph.load(args.app_dir, args.override, external)
-    if os.path.basename(app.entry[0]).split(".")[0] not in ("python", "python3"):
-        raise RunError(f"entry `{' '.join(app.entry)}`: only Python entry points run in-process")
+    how = _entry.kind(app.entry[0])
+    if how is None:
+        raise RunError(f"entry `{' '.join(app.entry)}`: `{app.entry[0]}` is neither a Python "
+                       f"interpreter (python3, python3.8...) nor a shell ({', '.join(_entry.SHELLS)})")
     cameras = _cameras(args, app)
     uris = _sources(args, cameras, app)
     given = {}
@@ -450,12 +556,15 @@ def _run(args) -> int:
     for spec in args.sink:
         if len(cameras) > 1 and "{camera}" not in spec:
             raise RunError(f"--sink {spec}: several cameras need {{camera}} in the sink")
-    run_dir = os.path.abspath(args.run_dir)
-    _paths.install({
-        "/opt/aws/panorama/logs": os.path.join(run_dir, "logs"),
-        "/opt/aws/panorama/storage": os.path.join(run_dir, "storage"),
-        "/panorama": app.code_dir,
-    })
+    if how == "shell" and entry is None:
+        return _run_script(args, argv, app)
+    for note in app.notes:
+        print(f"run-app: note: {note}", flush=True)
+    forwards = _network.forward(app.routes)
+    for note in forwards.notes:
+        print(f"run-app: note: {note}", flush=True)
+        app.notes.append(note)
+    _paths.install(_mapping(app, args))
     os.environ.setdefault("AWS_REGION", args.region)
     os.environ.setdefault("AppGraph_Uid", "applicationInstance-telescope-simulator")
     os.environ.update(app.environment)
@@ -474,10 +583,11 @@ def _run(args) -> int:
         if t is not None:
             t.start()
     rt = Runtime(app, node, cameras, uris, served, hdmi, sinks, args.virtual_clock)
+    rt.sampler = _Sampler(rt, max(args.sample_ms, 10) / 1000.0)
     _result["args"] = args
     panoramasdk._runtime = rt
     last = _LastError()
-    logging.getLogger().addHandler(last)
+    _watch_logging(last)
     rt.last = last
 
     def watchdog():
@@ -486,12 +596,20 @@ def _run(args) -> int:
                             "(see --get-timeout)")
 
     threading.Thread(target=watchdog, name="panorama-watchdog", daemon=True).start()
-    entry = _paths.translate(app.entry[1])
-    sys.argv = [entry, *app.entry[2:]]
+    script, module, script_args = entry or (app.entry[1], None, app.entry[2:])
+    if script is not None:
+        script = _paths.translate(script)
+        here = os.path.dirname(os.path.abspath(script))
+        if here not in sys.path:
+            sys.path.insert(0, here)  # as python puts a script's directory first
+    sys.argv = [script or module, *script_args]
     outcome, message = "ok", ""
     ours = set(threading.enumerate())
     try:
-        runpy.run_path(entry, run_name="__main__")
+        if module is not None:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(script, run_name="__main__")
     except EndOfStream:
         pass
     except SystemExit as e:
@@ -518,6 +636,8 @@ def _run(args) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "_entry":
+        return _entry.main(argv[1:])
     if not argv or argv[0] != "run":
         print("usage: python -m panoramasdk run APP_DIR [options] (see run --help)",
               file=sys.stderr)
