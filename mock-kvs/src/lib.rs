@@ -27,9 +27,11 @@ pub mod limits;
 pub mod media;
 pub mod mkv;
 pub mod netem;
+mod playback;
 mod put_media;
 pub mod sigv4;
 pub mod state;
+pub mod viewer;
 
 pub use fault::Fault;
 
@@ -111,6 +113,8 @@ struct Ctx {
     faults: Mutex<Vec<Fault>>,
     /// PutMedia requests seen (for the `refuse` fault).
     put_requests: std::sync::atomic::AtomicU64,
+    /// HLS and DASH streaming sessions by token.
+    sessions: Mutex<HashMap<String, playback::Session>>,
 }
 
 impl Ctx {
@@ -131,6 +135,9 @@ impl Ctx {
     }
     fn media(&self) -> MutexGuard<'_, HashMap<String, media::Media>> {
         self.media.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, playback::Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -170,6 +177,7 @@ impl MockKvs {
             stored: tokio::sync::watch::Sender::new(0),
             put_requests: Default::default(),
             faults: Mutex::new(config_faults),
+            sessions: Mutex::default(),
         });
         let handle = ctx.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -194,6 +202,11 @@ impl MockKvs {
     /// Base URL, e.g. `http://127.0.0.1:4566`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The web viewer's page for `stream` (`URL/?stream=NAME`).
+    pub fn viewer_url(&self, stream: &str) -> String {
+        viewer::stream_url(&self.url, stream)
     }
 
     /// The bound address.
@@ -411,6 +424,28 @@ async fn route_request(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> 
         // Streamed both ways: acks flow back while the body still arrives.
         return put_media::put_media(req, ctx).await;
     }
+    if playback::is_session_path(&path) {
+        // Authorized by the session token in the URL, as the service's session URLs are.
+        return playback::session_request(req, ctx).await;
+    }
+    if req.method() == http::Method::GET {
+        if let Some(page) = viewer::resource(&path) {
+            return page;
+        }
+    }
+    // Session URLs start with the address the client reached (a browser on another machine
+    // gets one it can reach too), unless a data endpoint is configured.
+    let base = match (
+        &ctx.config.data_endpoint,
+        req.headers().get(http::header::HOST),
+    ) {
+        (Some(endpoint), _) => endpoint.trim_end_matches('/').to_owned(),
+        (None, Some(host)) => match host.to_str() {
+            Ok(h) => format!("http://{h}"),
+            Err(_) => ctx.url.clone(),
+        },
+        (None, None) => ctx.url.clone(),
+    };
     // The mock's own admin endpoints take the same credentials as the KVS APIs: whoever may
     // not call DescribeStream may not inject faults either.
     let input =
@@ -426,6 +461,9 @@ async fn route_request(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> 
                 )));
             }
         };
+    if let Some(response) = playback::api(&ctx, &path, &input, &base).await {
+        return response;
+    }
     match path.as_str() {
         "/getMedia" => get_media::get_media(ctx, &input),
         "/getMediaForFragmentList" => archive::get_media_for_fragment_list(&ctx, &input),

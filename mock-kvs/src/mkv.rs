@@ -128,7 +128,10 @@ fn vint(buf: &[u8], keep_marker: bool) -> Result<Option<(u64, usize, bool)>, ()>
 }
 
 /// An element header: id, data size (`None` = unknown) and header length.
-fn element_header(buf: &[u8], at: u64) -> Result<Option<(u32, Option<u64>, usize)>, MkvError> {
+pub(crate) fn element_header(
+    buf: &[u8],
+    at: u64,
+) -> Result<Option<(u32, Option<u64>, usize)>, MkvError> {
     let Some((id, id_len, _)) = vint(buf, true).map_err(|_| MkvError::BadVint(at))? else {
         return Ok(None);
     };
