@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use telescope::clock::VirtualClock;
-use telescope::credentials::testing::FaultInjectingProvider;
+use telescope::credentials::faults::FaultInjectingProvider;
 use telescope::credentials::{
     CredentialRefresher, CredentialSource, Credentials, CredentialsFile, RefreshPolicy,
     RefresherHandle, SharedCredentialsProvider, SystemWallClock, VirtualWallClock, WallClock,

@@ -1,8 +1,10 @@
-//! Where capture timestamps come from when the application does not give them.
+//! Time, in one place: the monotonic [`Clock`] that stamps frames and drives timeouts, and the
+//! [`WallClock`] that credentials expire on and Matroska timecodes are read from. Both have a
+//! virtual form for fast deterministic tests; `SystemTime::now()` is called only here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A monotonic clock. Telescope stamps frames without a capture time with `now()`.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -69,6 +71,55 @@ fn saturating_nanos(d: Duration) -> u64 {
 impl Clock for VirtualClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+}
+
+/// Wall-clock time, injectable so that expiry handling is tested without waiting.
+pub trait WallClock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+
+    /// Milliseconds since the Unix epoch (0 for a clock set before it).
+    fn unix_ms(&self) -> u64 {
+        self.now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default()
+    }
+
+    /// How long from now until `at` (zero when it has passed).
+    fn until(&self, at: SystemTime) -> Duration {
+        at.duration_since(self.now()).unwrap_or_default()
+    }
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemWallClock;
+
+impl WallClock for SystemWallClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A wall clock that starts at `epoch` and moves with a [`VirtualClock`].
+#[derive(Debug, Clone)]
+pub struct VirtualWallClock {
+    epoch: SystemTime,
+    clock: VirtualClock,
+}
+
+impl VirtualWallClock {
+    /// Wall time `epoch` plus whatever `clock` has advanced.
+    pub fn new(epoch: SystemTime, clock: VirtualClock) -> Self {
+        VirtualWallClock { epoch, clock }
+    }
+}
+
+impl WallClock for VirtualWallClock {
+    fn now(&self) -> SystemTime {
+        self.epoch + self.clock.now()
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 pub use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 pub use aws_credential_types::Credentials;
 
-use crate::clock::{Clock, VirtualClock};
+pub use crate::clock::{SystemWallClock, VirtualWallClock, WallClock};
 
 /// Why credentials could not be had or kept.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum CredentialSource {
     /// The `aws-config` default chain: environment, profiles, SSO, web identity, ECS and
     /// Greengrass container credentials, EC2 instance metadata.
     DefaultChain,
-    /// Any provider (a custom one, or [`testing::FaultInjectingProvider`]).
+    /// Any provider (a custom one, or [`faults::FaultInjectingProvider`]).
     Provider(SharedCredentialsProvider),
 }
 
@@ -99,42 +99,6 @@ impl CredentialSource {
             ),
             CredentialSource::Provider(p) => p.clone(),
         }
-    }
-}
-
-/// Wall-clock time, injectable so that expiry handling is tested without waiting.
-pub trait WallClock: Send + Sync + std::fmt::Debug {
-    /// The current time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemWallClock;
-
-impl WallClock for SystemWallClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A wall clock that starts at `epoch` and moves with a [`VirtualClock`].
-#[derive(Debug, Clone)]
-pub struct VirtualWallClock {
-    epoch: SystemTime,
-    clock: VirtualClock,
-}
-
-impl VirtualWallClock {
-    /// Wall time `epoch` plus whatever `clock` has advanced.
-    pub fn new(epoch: SystemTime, clock: VirtualClock) -> Self {
-        VirtualWallClock { epoch, clock }
-    }
-}
-
-impl WallClock for VirtualWallClock {
-    fn now(&self) -> SystemTime {
-        self.epoch + self.clock.now()
     }
 }
 
@@ -579,8 +543,9 @@ impl ProvideCredentials for RefresherHandle {
     }
 }
 
-pub mod testing {
-    //! A credentials provider with faults on demand, for tests and soak runs.
+pub mod faults {
+    //! A credentials provider with faults on demand: what `telescope soak` injects, and what
+    //! tests use to check expiry handling.
 
     use super::*;
 

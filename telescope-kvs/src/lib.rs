@@ -14,7 +14,9 @@ pub mod mkv;
 pub mod putmedia;
 
 pub use ack::{AckError, AckEvent, AckParser, FragmentAck};
-pub use clock::{Backoff, Clock, SystemClock, VirtualClock};
+pub use clock::{
+    Backoff, Clock, SystemClock, SystemWallClock, VirtualClock, VirtualWallClock, WallClock,
+};
 pub use control::{
     CreateStreamOptions, DataApi, KvsConfig, KvsControl, KvsError, StreamDescription,
     ThrottleRetry, LOCAL_ENDPOINT,

@@ -6,14 +6,14 @@
 //! Telescope restarts are resent, not lost.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use gst::prelude::*;
 use gst_app::AppSink;
 
 use crate::credentials::{
     CredentialRefresher, CredentialSource, RefreshPolicy, RefresherHandle,
-    SharedCredentialsProvider, SystemWallClock,
+    SharedCredentialsProvider, SystemWallClock, WallClock,
 };
 use crate::error::TelescopeError;
 use crate::kvs::mkv::{self, Block, TrackInfo};
@@ -229,10 +229,7 @@ impl Fragmenter {
         }
         let pts_ms = buffer.pts().map(|t| t.mseconds()).unwrap_or(0);
         // Absolute time: capture times map to wall clock through the first frame's arrival.
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = SystemWallClock.unix_ms();
         let base = *self.base_ms.get_or_insert(now_ms.saturating_sub(pts_ms));
         let at = base + pts_ms;
         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
@@ -291,7 +288,8 @@ fn header_from_caps(caps: &gst::CapsRef) -> Option<Vec<u8>> {
         .filter(|f| f.numer() > 0 && f.denom() > 0)
         .map(|f| 1_000_000_000u64 * f.denom() as u64 / f.numer() as u64);
     let mut uid = [0u8; 16];
-    let seed = SystemTime::now()
+    let seed = SystemWallClock
+        .now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos()
