@@ -19,7 +19,7 @@ use mock_kvs::netem::{Network, Proxy};
 use mock_kvs::Fault;
 use mock_kvs::{MockKvs, MockKvsConfig};
 use serde::{Deserialize, Serialize};
-use telescope::credentials::testing::FaultInjectingProvider;
+use telescope::credentials::faults::FaultInjectingProvider;
 use telescope::credentials::{CredentialSource, SystemWallClock};
 
 use crate::report::{Budgets, Report, Verdict};
