@@ -903,6 +903,16 @@ fn print_summary(report: &Report, lanes: &[Lane], elapsed: Duration) {
                         f.path.display()
                     );
                 }
+                SinkConfig::Kvs(k) => {
+                    println!("  streamed to {}", sink.describe());
+                    // A loopback endpoint is most likely a mock-kvs, whose root serves a viewer.
+                    let endpoint = k.data_endpoint().trim_end_matches('/');
+                    if endpoint.starts_with("http://127.")
+                        || endpoint.starts_with("http://localhost")
+                    {
+                        println!("  watch it: {endpoint}/?stream={}", k.stream_name());
+                    }
+                }
                 other => println!("  streamed to {}", other.describe()),
             }
         }
