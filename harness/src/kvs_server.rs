@@ -83,6 +83,11 @@ pub fn run(args: MockKvsArgs) -> Result<()> {
     // that read the URL and closed the pipe) must not stop the server.
     let mut lines = vec![
         format!("mock-kvs listening on {}", mock.url()),
+        format!(
+            "  viewer: {}/ (a stream's player: {})",
+            mock.url(),
+            mock.viewer_url("NAME")
+        ),
         format!("  export AWS_ENDPOINT_URL={}", mock.url()),
         format!("  export AWS_REGION={}", args.region),
     ];
