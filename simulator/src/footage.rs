@@ -23,6 +23,10 @@ pub enum FootageError {
     /// GStreamer could not open or decode it.
     #[error("cannot decode {source_name}: {reason}")]
     Undecodable { source_name: String, reason: String },
+    /// A network source (`rtsp://`, `http://`...) could not be reached: nothing listens,
+    /// the host is unknown, or the server refused the stream.
+    #[error("cannot connect to {source_name}: {reason}")]
+    Unreachable { source_name: String, reason: String },
     /// A GStreamer element is missing.
     #[error("GStreamer element `{0}` is not installed (run ci/setup)")]
     MissingElement(&'static str),
@@ -30,6 +34,11 @@ pub enum FootageError {
     #[error("footage pipeline: {0}")]
     Pipeline(String),
 }
+
+/// The longest wait for one frame before the footage is declared broken.
+const PULL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often that wait looks for an error the pipeline posted.
+const PULL_SLICE: Duration = Duration::from_millis(50);
 
 /// A running decoder of one piece of footage.
 pub struct Footage {
@@ -193,19 +202,38 @@ impl Footage {
     }
 
     fn bus_error(&self) -> FootageError {
-        let reason = self
-            .pipeline
-            .bus()
-            .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]))
-            .and_then(|msg| match msg.view() {
-                gst::MessageView::Error(e) => Some(e.error().to_string()),
-                _ => None,
+        self.posted_error()
+            .unwrap_or_else(|| FootageError::Undecodable {
+                source_name: self.name.clone(),
+                reason: "no video stream could be decoded".to_owned(),
             })
-            .unwrap_or_else(|| "no video stream could be decoded".to_owned());
-        FootageError::Undecodable {
-            source_name: self.name.clone(),
-            reason,
-        }
+    }
+
+    /// The error the pipeline posted, if it posted one: a network source that cannot be
+    /// opened is [`FootageError::Unreachable`], anything else [`FootageError::Undecodable`].
+    fn posted_error(&self) -> Option<FootageError> {
+        let msg = self
+            .pipeline
+            .bus()?
+            .pop_filtered(&[gst::MessageType::Error])?;
+        let gst::MessageView::Error(e) = msg.view() else {
+            return None;
+        };
+        let error = e.error();
+        let reason = error.to_string();
+        let source_name = self.name.clone();
+        let network = self.name.contains("://") && !self.name.starts_with("file://");
+        Some(if network && error.is::<gst::ResourceError>() {
+            FootageError::Unreachable {
+                source_name,
+                reason,
+            }
+        } else {
+            FootageError::Undecodable {
+                source_name,
+                reason,
+            }
+        })
     }
 
     /// The next frame, stamped with its presentation time counted from the first frame;
@@ -237,15 +265,25 @@ impl Footage {
 
     /// The next decoded frame and its time as the container gave it; `None` at the end.
     fn pull(&mut self) -> Result<Option<(Frame, Option<Duration>)>, FootageError> {
-        let Some(sample) = self
-            .appsink
-            .try_pull_sample(gst::ClockTime::from_seconds(60))
-        else {
+        // At most PULL_TIMEOUT for a frame, but an error the pipeline posts meanwhile (a
+        // camera that refuses the connection) ends the wait at once.
+        let mut waited = Duration::ZERO;
+        let sample = loop {
+            if let Some(sample) = self
+                .appsink
+                .try_pull_sample(gst::ClockTime::from_nseconds(PULL_SLICE.as_nanos() as u64))
+            {
+                break sample;
+            }
             if self.appsink.is_eos() {
                 return Ok(None);
             }
-            self.finished = true;
-            return Err(self.bus_error());
+            waited += PULL_SLICE;
+            let posted = self.posted_error();
+            if posted.is_some() || waited >= PULL_TIMEOUT {
+                self.finished = true;
+                return Err(posted.unwrap_or_else(|| self.bus_error()));
+            }
         };
         let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
             return Err(FootageError::Pipeline(
@@ -314,6 +352,25 @@ mod tests {
         std::fs::write(&junk, b"this is not a video at all").unwrap();
         let err = Footage::open(&junk).unwrap_err();
         assert!(matches!(err, FootageError::Undecodable { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_camera_nobody_serves_fails_at_once_with_the_reason() {
+        let url = format!("rtsp://127.0.0.1:{}/cam", testkit::free_port());
+        let started = std::time::Instant::now();
+        let err = match Footage::open_uri(&url, &url) {
+            Err(e) => e,
+            Ok(mut f) => f.next_frame().expect_err("nothing listens there"),
+        };
+        let took = started.elapsed();
+        assert!(matches!(err, FootageError::Unreachable { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot connect to {url}: ")),
+            "{err}"
+        );
+        // The connection is refused at once; the frame wait (60 s) must not be what ends it.
+        assert!(took < Duration::from_secs(10), "took {took:?}");
     }
 
     #[test]

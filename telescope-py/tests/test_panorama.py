@@ -534,6 +534,26 @@ def test_a_camera_can_be_a_live_rtsp_stream(tmp_path):
     assert cams["back_door"]["delivered"] > 5, cams
 
 
+def test_an_unreachable_rtsp_camera_fails_at_once_in_one_line(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"rtsp://127.0.0.1:{port}/lobby"
+    started = time.monotonic()
+    r = run_app([EXAMPLES / "two_cameras", "--camera", f"front_door={url}",
+                 "--camera", "back_door=pattern:ball@160x120@10",
+                 "--model", "brightness_model=stand_in:brightness", "--duration", "4"],
+                tmp_path, timeout=90)
+    took = time.monotonic() - started
+    last = one_line(r, f"cannot connect to {url}: ")
+    assert "Traceback" not in r.stderr, r.stderr
+    # Refused at once: the 60 s a frame may take must not be what ends it.
+    assert took < 20, (took, last)
+
+
 def test_budgets_judge_the_run_with_exit_code_1_when_broken(tmp_path):
     root = app_dir(tmp_path, LOOP)
     ok = run_app([root, *CAMERA, "--budget-rss", "100000", "--budget-loop-p99-ms", "100000",

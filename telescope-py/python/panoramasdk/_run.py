@@ -434,7 +434,8 @@ def _close(rt: Runtime, outcome: str, message: str, args) -> int:
             json.dump(report, f, indent=2)
     cams = ", ".join(f"{c['name']}: {c['delivered']} delivered, {c['superseded']} superseded, "
                      f"{c['cached']} cached" for c in report["cameras"])
-    summary = f"run-app: {report['batches']} batches, {report['puts']} put; {cams}"
+    summary = f"run-app: {report['batches']} batches, {report['puts']} put" + (
+        f"; {cams}" if cams else "")
     if report["models"]:
         summary += "; " + ", ".join(
             f"{n}: {m['calls']} calls p50 {m['p50_ms'] or 0:.2f} ms"
@@ -617,7 +618,8 @@ def _run(args, argv: List[str], entry=None) -> int:
             outcome, message = "error", f"the app exited with {e.code}" + (
                 f" (last logged error: {last.last})" if last.last else "")
     except BaseException as e:  # the app's own failure: shown with its traceback
-        traceback.print_exc()
+        if rt.camera_error is None:  # (a camera's failure that reached the app is not)
+            traceback.print_exc()
         where = "at import" if rt.gets == 0 else f"at batch {rt.batches}"
         outcome, message = "error", f"the app raised {where}: {type(e).__name__}: {e}"
     if outcome == "ok" and not rt.ended:
