@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::fault::Fault;
 use crate::limits::Reservation;
 use crate::media::{now_ms, Stats, StoredFragment};
-use crate::mkv::{MkvError, MkvEvent, MkvParser};
+use crate::mkv::{Cluster, MkvError, MkvEvent, MkvParser};
 use crate::{authorize, error, invalid, not_found, respond, Body, Ctx};
 
 /// Latest producer start timestamp accepted, seconds (the end of year 9999): a larger one
@@ -185,182 +185,279 @@ async fn send_error(
     send(tx, ack).await;
 }
 
+/// The faults that act on an ingesting connection.
+#[derive(Debug, Clone, Copy)]
+struct IngestFaults {
+    /// Drop the connection at this fragment, before acking it.
+    reset_after: Option<u32>,
+    /// Drop the connection once this many body bytes arrived.
+    reset_bytes: Option<u64>,
+    /// Wait this long between RECEIVED and PERSISTED.
+    ack_delay: Option<Duration>,
+    /// Answer this fragment with this ERROR ack.
+    error_ack: Option<(u64, u32)>,
+    /// Never say PERSISTED.
+    withhold: bool,
+}
+
+impl IngestFaults {
+    fn from(faults: &[Fault]) -> Self {
+        IngestFaults {
+            reset_after: faults.iter().find_map(Fault::reset_after),
+            reset_bytes: faults.iter().find_map(Fault::reset_after_bytes),
+            ack_delay: faults.iter().find_map(Fault::ack_delay),
+            error_ack: faults.iter().find_map(Fault::error_ack),
+            withhold: faults.contains(&Fault::WithholdPersisted),
+        }
+    }
+}
+
+/// Whether the connection goes on after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// One PutMedia connection's body being parsed, checked, stored and acknowledged.
+struct Ingest<'a> {
+    ctx: &'a Ctx,
+    stream: &'a str,
+    timecodes: Timecodes,
+    tx: mpsc::Sender<Bytes>,
+    reservation: Reservation,
+    faults: IngestFaults,
+    parser: MkvParser,
+    bytes_in: u64,
+    /// Fragments received on this connection.
+    received: u32,
+    /// The latest frame of the previous fragment on this connection, in timecode units.
+    previous_latest: Option<i128>,
+}
+
 async fn ingest(
     ctx: &Ctx,
     stream: &str,
     timecodes: Timecodes,
-    mut body: Incoming,
+    body: Incoming,
     tx: mpsc::Sender<Bytes>,
-    mut reservation: Reservation,
+    reservation: Reservation,
 ) {
-    let faults = ctx.faults();
-    let reset_after = faults.iter().find_map(Fault::reset_after);
-    let ack_delay = faults.iter().find_map(Fault::ack_delay);
-    let error_ack = faults.iter().find_map(Fault::error_ack);
-    let withhold = faults.contains(&Fault::WithholdPersisted);
-    let reset_bytes = faults.iter().find_map(Fault::reset_after_bytes);
-    let idle: Duration = ctx.config.put_media_idle;
-    let mut bytes_in = 0u64;
-    let mut parser = MkvParser::new();
-    let mut received = 0u32;
-    // The latest frame of the previous fragment on this connection, in timecode units.
-    let mut previous_latest: Option<i128> = None;
-    let mut deadline = Instant::now() + idle;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(frame) => frame,
-            Err(_) => {
+    let ingest = Ingest {
+        ctx,
+        stream,
+        timecodes,
+        tx,
+        reservation,
+        faults: IngestFaults::from(&ctx.faults()),
+        parser: MkvParser::new(),
+        bytes_in: 0,
+        received: 0,
+        previous_latest: None,
+    };
+    ingest.run(body).await;
+}
+
+impl Ingest<'_> {
+    async fn run(mut self, mut body: Incoming) {
+        let idle: Duration = self.ctx.config.put_media_idle;
+        let mut deadline = Instant::now() + idle;
+        loop {
+            let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
                 // "If no data is received within the 30 seconds, Kinesis Video Streams closes
                 // the request" (DOCS-ARCHIVE `API_dataplane_PutMedia.md`); here bytes that
                 // complete nothing (a fragment sent a byte a second) do not count as data.
-                tracing::info!(stream, bytes_in, "PutMedia idle: closing the connection");
-                Stats::bump(&ctx.stats.timed_out);
+                tracing::info!(
+                    stream = self.stream,
+                    bytes_in = self.bytes_in,
+                    "PutMedia idle: closing the connection"
+                );
+                Stats::bump(&self.ctx.stats.timed_out);
                 return;
-            }
-        };
-        let (events, done) = match frame {
-            Some(Ok(frame)) => match frame.data_ref() {
-                Some(data) => {
-                    bytes_in += data.len() as u64;
-                    if reset_bytes.is_some_and(|n| bytes_in > n) {
-                        tracing::info!(
-                            stream,
-                            bytes_in,
-                            "fault: resetting the connection mid-body"
-                        );
-                        return;
-                    }
-                    let events = parser.push(data);
-                    if !reservation.resize(parser.buffered() as u64) {
-                        tracing::warn!(
-                            stream,
-                            "mock-kvs buffer budget spent: closing a PutMedia connection"
-                        );
-                        Stats::bump(&ctx.stats.over_budget);
-                        send_error(ctx, &tx, 5000, "INTERNAL_ERROR", None, String::new()).await;
-                        return;
-                    }
-                    (events, false)
-                }
-                None => continue,
-            },
-            Some(Err(_)) => return,
-            None => (parser.finish(), true),
-        };
-        for event in events {
-            deadline = Instant::now() + idle;
-            let c = match event {
-                Ok(MkvEvent::Header(h)) => {
-                    ctx.media().entry(stream.to_owned()).or_default().header = Arc::new(h);
-                    continue;
-                }
-                Ok(MkvEvent::Cluster(c)) => c,
-                Err(e) => {
-                    tracing::info!(stream, error = %e, "PutMedia body is not valid MKV");
-                    let (id, code) = e.ack_error();
-                    // Before a fragment can be identified the service sends an empty number
-                    // (amazon-kinesis-video-streams-producer-sdk-java PR #277:
-                    // `"FragmentNumber":"","ErrorId":4006`).
-                    let number = match e {
-                        MkvError::FragmentTooLarge => next_number(ctx, stream),
-                        _ => String::new(),
-                    };
-                    send_error(ctx, &tx, id, code, None, number).await;
+            };
+            let (events, done) = match frame {
+                Some(Ok(frame)) => match frame.data_ref() {
+                    Some(data) => match self.read(data).await {
+                        Some(events) => (events, false),
+                        None => return,
+                    },
+                    None => continue,
+                },
+                Some(Err(_)) => return,
+                None => (self.parser.finish(), true),
+            };
+            for event in events {
+                deadline = Instant::now() + idle;
+                if self.event(event).await == Flow::Close {
                     return;
                 }
-            };
-            let timecode = if timecodes.relative {
-                timecodes.start_ms.saturating_add(c.timecode)
-            } else {
-                c.timecode
-            };
-            let number = next_number(ctx, stream);
-            // "The earliest frame timestamp in a fragment must be after the latest frame
-            // timestamp in the previous fragment" (DOCS-ARCHIVE `API_dataplane_PutMedia.md`);
-            // strictly after: a cluster timecode equal to the previous block's got 4004
-            // (producer-sdk-cpp #709; MushMal in #594: "the PTS of the key frame of the
-            // fragment should be greater than the PTS of the last frame of the previous
-            // fragment"). Per connection: a new PutMedia may start again at 0 (producer-c
-            // #143).
-            if previous_latest.is_some_and(|latest| c.earliest_frame() <= latest) {
-                send_error(
-                    ctx,
-                    &tx,
-                    4004,
-                    "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS",
-                    Some(timecode),
-                    number,
-                )
-                .await;
-                return;
             }
-            previous_latest = Some(c.latest_frame());
-            received += 1;
-            if reset_after == Some(received) {
-                tracing::info!(
-                    stream,
-                    timecode,
-                    "fault: dropping the connection before acking"
-                );
-                return;
-            }
-            if let Some((error_id, _)) = error_ack.filter(|(_, nth)| *nth == received) {
-                send_error(ctx, &tx, error_id, "INJECTED_FAULT", Some(timecode), number).await;
-                return;
-            }
-            // BUFFERING already carries the fragment number (producer-sdk-cpp #684).
-            let ack = |event| FragmentAck {
-                event,
-                fragment_timecode: Some(timecode),
-                fragment_number: Some(number.clone()),
-            };
-            if !send(&tx, ack(AckEvent::Buffering)).await {
-                return;
-            }
-            if !c.starts_with_key {
-                // Accepted as the service does: no PutMedia constraint or ErrorId refuses it
-                // (DOCS-ARCHIVE `API_dataplane_PutMedia.md`), users report such fragments
-                // acknowledged and persisted (producer-sdk-cpp #441), and "PutMedia persists
-                // the data sent to it, it doesn't modify any of the video frames" (sirknightj,
-                // producer-sdk-java #194). Dropping leading non-key frames is the producer
-                // SDKs' policy (PIC #76), not the service's.
-                Stats::bump(&ctx.stats.fragments_not_key_start);
-                tracing::warn!(stream, timecode, "fragment does not start with a key frame");
-            }
-            {
-                let mut media = ctx.media();
-                let m = media.entry(stream.to_owned()).or_default();
-                m.fragments.push(StoredFragment {
-                    number: number.clone(),
-                    producer_ms: timecode,
-                    server_ms: now_ms(),
-                    frames: c.frames,
-                    duration_ms: c.last_offset,
-                    // Without media kept (soaks), only what the fragment was.
-                    raw: if ctx.config.keep_media {
-                        c.raw
-                    } else {
-                        Vec::new()
-                    },
-                    header: m.header.clone(),
-                });
-            }
-            Stats::bump(&ctx.stats.fragments);
-            ctx.stored.send_modify(|n| *n += 1);
-            send(&tx, ack(AckEvent::Received)).await;
-            if let Some(delay) = ack_delay {
-                tokio::time::sleep(delay).await;
-            }
-            if withhold {
-                continue;
-            }
-            if !send(&tx, ack(AckEvent::Persisted)).await {
+            if done {
                 return;
             }
         }
-        if done {
-            return;
+    }
+
+    /// Parse body bytes; `None` when the connection must end (a fault, the memory budget).
+    async fn read(&mut self, data: &Bytes) -> Option<Vec<Result<MkvEvent, MkvError>>> {
+        self.bytes_in += data.len() as u64;
+        if self.faults.reset_bytes.is_some_and(|n| self.bytes_in > n) {
+            tracing::info!(
+                stream = self.stream,
+                bytes_in = self.bytes_in,
+                "fault: resetting the connection mid-body"
+            );
+            return None;
         }
+        let events = self.parser.push(data);
+        if !self.reservation.resize(self.parser.buffered() as u64) {
+            tracing::warn!(
+                stream = self.stream,
+                "mock-kvs buffer budget spent: closing a PutMedia connection"
+            );
+            Stats::bump(&self.ctx.stats.over_budget);
+            send_error(
+                self.ctx,
+                &self.tx,
+                5000,
+                "INTERNAL_ERROR",
+                None,
+                String::new(),
+            )
+            .await;
+            return None;
+        }
+        Some(events)
+    }
+
+    async fn event(&mut self, event: Result<MkvEvent, MkvError>) -> Flow {
+        match event {
+            Ok(MkvEvent::Header(h)) => {
+                self.ctx
+                    .media()
+                    .entry(self.stream.to_owned())
+                    .or_default()
+                    .header = Arc::new(h);
+                Flow::Continue
+            }
+            Ok(MkvEvent::Cluster(c)) => self.cluster(c).await,
+            Err(e) => {
+                tracing::info!(stream = self.stream, error = %e, "PutMedia body is not valid MKV");
+                let (id, code) = e.ack_error();
+                // Before a fragment can be identified the service sends an empty number
+                // (amazon-kinesis-video-streams-producer-sdk-java PR #277:
+                // `"FragmentNumber":"","ErrorId":4006`).
+                let number = match e {
+                    MkvError::FragmentTooLarge => next_number(self.ctx, self.stream),
+                    _ => String::new(),
+                };
+                send_error(self.ctx, &self.tx, id, code, None, number).await;
+                Flow::Close
+            }
+        }
+    }
+
+    async fn cluster(&mut self, c: Cluster) -> Flow {
+        let timecode = if self.timecodes.relative {
+            self.timecodes.start_ms.saturating_add(c.timecode)
+        } else {
+            c.timecode
+        };
+        let number = next_number(self.ctx, self.stream);
+        // "The earliest frame timestamp in a fragment must be after the latest frame
+        // timestamp in the previous fragment" (DOCS-ARCHIVE `API_dataplane_PutMedia.md`);
+        // strictly after: a cluster timecode equal to the previous block's got 4004
+        // (producer-sdk-cpp #709; MushMal in #594: "the PTS of the key frame of the
+        // fragment should be greater than the PTS of the last frame of the previous
+        // fragment"). Per connection: a new PutMedia may start again at 0 (producer-c #143).
+        if self
+            .previous_latest
+            .is_some_and(|latest| c.earliest_frame() <= latest)
+        {
+            let code = "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS";
+            send_error(self.ctx, &self.tx, 4004, code, Some(timecode), number).await;
+            return Flow::Close;
+        }
+        self.previous_latest = Some(c.latest_frame());
+        self.received += 1;
+        if self.faults.reset_after == Some(self.received) {
+            tracing::info!(
+                stream = self.stream,
+                timecode,
+                "fault: dropping the connection before acking"
+            );
+            return Flow::Close;
+        }
+        let injected = self
+            .faults
+            .error_ack
+            .filter(|(_, nth)| *nth == self.received);
+        if let Some((error_id, _)) = injected {
+            let code = "INJECTED_FAULT";
+            send_error(self.ctx, &self.tx, error_id, code, Some(timecode), number).await;
+            return Flow::Close;
+        }
+        self.acknowledge(c, timecode, number).await
+    }
+
+    /// BUFFERING, store, RECEIVED, PERSISTED.
+    async fn acknowledge(&mut self, c: Cluster, timecode: u64, number: String) -> Flow {
+        // BUFFERING already carries the fragment number (producer-sdk-cpp #684).
+        let ack = |event| FragmentAck {
+            event,
+            fragment_timecode: Some(timecode),
+            fragment_number: Some(number.clone()),
+        };
+        if !send(&self.tx, ack(AckEvent::Buffering)).await {
+            return Flow::Close;
+        }
+        if !c.starts_with_key {
+            // Accepted as the service does: no PutMedia constraint or ErrorId refuses it
+            // (DOCS-ARCHIVE `API_dataplane_PutMedia.md`), users report such fragments
+            // acknowledged and persisted (producer-sdk-cpp #441), and "PutMedia persists
+            // the data sent to it, it doesn't modify any of the video frames" (sirknightj,
+            // producer-sdk-java #194). Dropping leading non-key frames is the producer
+            // SDKs' policy (PIC #76), not the service's.
+            Stats::bump(&self.ctx.stats.fragments_not_key_start);
+            tracing::warn!(
+                stream = self.stream,
+                timecode,
+                "fragment does not start with a key frame"
+            );
+        }
+        self.store(c, timecode, number.clone());
+        send(&self.tx, ack(AckEvent::Received)).await;
+        if let Some(delay) = self.faults.ack_delay {
+            tokio::time::sleep(delay).await;
+        }
+        if self.faults.withhold || send(&self.tx, ack(AckEvent::Persisted)).await {
+            Flow::Continue
+        } else {
+            Flow::Close
+        }
+    }
+
+    fn store(&self, c: Cluster, timecode: u64, number: String) {
+        {
+            let mut media = self.ctx.media();
+            let m = media.entry(self.stream.to_owned()).or_default();
+            m.fragments.push(StoredFragment {
+                number,
+                producer_ms: timecode,
+                server_ms: now_ms(),
+                frames: c.frames,
+                duration_ms: c.last_offset,
+                // Without media kept (soaks), only what the fragment was.
+                raw: if self.ctx.config.keep_media {
+                    c.raw
+                } else {
+                    Vec::new()
+                },
+                header: m.header.clone(),
+            });
+        }
+        Stats::bump(&self.ctx.stats.fragments);
+        self.ctx.stored.send_modify(|n| *n += 1);
     }
 }
 
