@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::session::{Discontinuity, Listed, Session};
+use super::session::{DiscontinuityMode, Listed, Session};
 
 /// The RFC 6381 codec string of an AVC track: `avc1.PPCCLL` from its configuration record.
 pub fn codecs(codec_private: &[u8]) -> String {
@@ -59,10 +59,10 @@ fn discontinuity_before(session: &Session, listed: &[Listed], i: usize) -> bool 
         return false;
     }
     match session.discontinuity {
-        Discontinuity::Always => true,
-        Discontinuity::Never => false,
+        DiscontinuityMode::Always => true,
+        DiscontinuityMode::Never => false,
         // "a gap or overlap of more than 50 milliseconds" between fragments.
-        Discontinuity::OnDiscontinuity => {
+        DiscontinuityMode::OnDiscontinuity => {
             let (prev, next) = (&listed[i - 1], &listed[i]);
             let end = prev.producer_ms + prev.extent_ms;
             end.abs_diff(next.producer_ms) > 50
@@ -86,7 +86,7 @@ pub fn media_playlist(session: &Session, token: &str, listed: &[Listed]) -> Stri
         "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target}\n\
          #EXT-X-MEDIA-SEQUENCE:{first_seq}\n"
     );
-    if session.discontinuity == Discontinuity::Always {
+    if session.discontinuity == DiscontinuityMode::Always {
         let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{first_seq}");
     }
     if session.ended() {

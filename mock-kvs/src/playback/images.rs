@@ -246,35 +246,52 @@ pub async fn get_images(ctx: Arc<Ctx>, input: Value) -> Reply {
     Ok(out)
 }
 
+/// Distinct key frames of one track to decode, and which entries show each.
+struct KeyFrames {
+    track: Track,
+    frames: Vec<Vec<u8>>,
+    users: Vec<Vec<usize>>,
+}
+
 /// The `Images` entries for sampled times: an image, or the entry's error.
 fn render(wanted: &[Wanted], ask: &Ask) -> Vec<Value> {
     let mut out: Vec<Value> = wanted
         .iter()
         .map(|(t, _)| json!({ "TimeStamp": *t as f64 / 1000.0, "Error": "NO_MEDIA" }))
         .collect();
-    // Consecutive times in one fragment show the same key frame: decode it once.
-    let mut groups: Vec<(Track, Vec<Vec<u8>>, Vec<Vec<usize>>)> = Vec::new();
+    // Times in one fragment show the same key frame: decode it once.
+    let mut groups: Vec<KeyFrames> = Vec::new();
     for (i, (_, frame)) in wanted.iter().enumerate() {
         let Some((tr, data)) = frame else { continue };
-        let group = match groups
-            .iter_mut()
-            .find(|g| g.0.codec_private == tr.codec_private)
+        let g = match groups
+            .iter()
+            .position(|g| g.track.codec_private == tr.codec_private)
         {
             Some(g) => g,
             None => {
-                groups.push((tr.clone(), Vec::new(), Vec::new()));
-                groups.last_mut().expect("just pushed")
+                groups.push(KeyFrames {
+                    track: tr.clone(),
+                    frames: Vec::new(),
+                    users: Vec::new(),
+                });
+                groups.len() - 1
             }
         };
-        match group.1.iter().position(|d| d == data) {
-            Some(k) => group.2[k].push(i),
+        let group = &mut groups[g];
+        match group.frames.iter().position(|d| d == data) {
+            Some(k) => group.users[k].push(i),
             None => {
-                group.1.push(data.clone());
-                group.2.push(vec![i]);
+                group.frames.push(data.clone());
+                group.users.push(vec![i]);
             }
         }
     }
-    for (tr, frames, users) in groups {
+    for KeyFrames {
+        track: tr,
+        frames,
+        users,
+    } in groups
+    {
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         let images = encode(&tr, &refs, ask).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "GetImages could not decode key frames");

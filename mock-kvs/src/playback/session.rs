@@ -33,7 +33,7 @@ pub enum Mode {
 
 /// `DiscontinuityMode` (HLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Discontinuity {
+pub enum DiscontinuityMode {
     Always,
     Never,
     OnDiscontinuity,
@@ -51,7 +51,7 @@ pub struct Session {
     pub end_ms: Option<u64>,
     /// `ContainerFormat` `MPEG_TS` (HLS only).
     pub mpeg_ts: bool,
-    pub discontinuity: Discontinuity,
+    pub discontinuity: DiscontinuityMode,
     pub display_timestamp: bool,
     pub display_number: bool,
     pub max_results: usize,
@@ -201,13 +201,13 @@ fn parse(protocol: Protocol, input: &Value) -> Result<(Session, Option<Selector>
         "DiscontinuityMode",
         &["ALWAYS", "NEVER", "ON_DISCONTINUITY"],
     )? {
-        Some("ALWAYS") => Discontinuity::Always,
-        Some("NEVER") => Discontinuity::Never,
-        Some(_) => Discontinuity::OnDiscontinuity,
+        Some("ALWAYS") => DiscontinuityMode::Always,
+        Some("NEVER") => DiscontinuityMode::Never,
+        Some(_) => DiscontinuityMode::OnDiscontinuity,
         // "The default is ALWAYS when HLSFragmentSelector is set to SERVER_TIMESTAMP, and
         // NEVER when it is set to PRODUCER_TIMESTAMP."
-        None if producer_time => Discontinuity::Never,
-        None => Discontinuity::Always,
+        None if producer_time => DiscontinuityMode::Never,
+        None => DiscontinuityMode::Always,
     };
     let always = |field| -> Result<bool, ApiError> {
         Ok(enum_field(input, field, &["ALWAYS", "NEVER"])? == Some("ALWAYS"))
