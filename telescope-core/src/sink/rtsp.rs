@@ -510,104 +510,22 @@ impl RtspServer {
     /// Bind and start serving (with no mounts yet).
     pub fn start(config: RtspServerConfig) -> Result<Self, TelescopeError> {
         crate::init()?;
-        let bind: SocketAddr = format!("{}:{}", config.address, config.port)
-            .parse()
-            .or_else(|_| format!("[{}]:{}", config.address, config.port).parse())
-            .map_err(|_| {
-                TelescopeError::Config(format!("`{}` is not an IP address to bind", config.address))
-            })?;
         // We accept connections ourselves (see `gate`); the server never listens.
-        let listener = TcpListener::bind(bind).map_err(|e| {
-            TelescopeError::Config(format!(
-                "cannot listen for RTSP on {bind}: {e} (choose another --rtsp port)"
-            ))
-        })?;
+        let listener = listen(&config.address, config.port)?;
         let server = gst_rtsp_server::RTSPServer::new();
         // A second line behind the gate's own body limit.
         server.set_content_length_limit(gate::MAX_BODY_BYTES);
         let refusals = Arc::new(refusals::Refusals::default());
-        let auth = config.auth.as_ref().map(|basic| {
-            let auth: counting_auth::CountingAuth = glib::Object::new();
-            let _ = auth.imp().refusals.set(refusals.clone());
-            let token = gst_rtsp_server::RTSPToken::builder()
-                .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
-                .build();
-            let basic = gst_rtsp_server::RTSPAuth::make_basic(&basic.user, &basic.password);
-            auth.add_basic(basic.as_str(), &token);
-            server.set_auth(Some(&auth));
-            auth
-        });
-        let clients = Arc::new(AtomicU64::new(0));
-        let clients_total = Arc::new(AtomicU64::new(0));
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|basic| require_login(&server, basic, &refusals));
         let mounts: Arc<Mounts> = Arc::default();
-        {
-            let (clients, total) = (clients.clone(), clients_total.clone());
-            let feeds = Arc::downgrade(&mounts);
-            server.connect_client_connected(move |_, client| {
-                clients.fetch_add(1, Ordering::Relaxed);
-                total.fetch_add(1, Ordering::Relaxed);
-                let gone = clients.clone();
-                client.connect_closed(move |_| {
-                    gone.fetch_sub(1, Ordering::Relaxed);
-                });
-                let feeds = feeds.clone();
-                client.connect_play_request(move |_, ctx| {
-                    // A key frame on the mount being played gets the new viewer a picture at
-                    // once; the other mounts' streams (and their KVS fragments) are left alone.
-                    let Some(feeds) = feeds.upgrade() else { return };
-                    let path = ctx.uri().map(|u| url_path(u.request_uri().as_str()));
-                    let played: Vec<Arc<Feed>> = {
-                        let feeds = feeds.lock().unwrap_or_else(|p| p.into_inner());
-                        match path.as_deref().and_then(|p| mount_of(&feeds, p)) {
-                            Some(feed) => vec![feed],
-                            // Not a mount we know: every mount, so that no viewer waits.
-                            None => feeds.values().cloned().collect(),
-                        }
-                    };
-                    for feed in played {
-                        feed.request_key_frame();
-                    }
-                });
-            });
-        }
+        let (clients, clients_total) = count_clients(&server, &mounts);
         let context = glib::MainContext::new();
-        let pool = server.session_pool();
-        let summaries = refusals.clone();
-        let cleanup = glib::timeout_source_new(
-            std::time::Duration::from_secs(2),
-            None,
-            glib::Priority::DEFAULT,
-            move || {
-                // Sessions of clients that vanished without TEARDOWN time out here.
-                if let Some(pool) = &pool {
-                    pool.cleanup();
-                }
-                summaries.flush();
-                glib::ControlFlow::Continue
-            },
-        );
+        let cleanup = cleanup_source(&server, &refusals);
         cleanup.attach(Some(&context));
-        let hand_over = {
-            let (server, context) = (server.clone(), context.clone());
-            move |fd: std::os::fd::OwnedFd, ip: IpAddr, port: u16| {
-                let server = server.clone();
-                // The server serves a connection in the context of the source that hands it
-                // over: hand it over from a source of the server's own context.
-                context.invoke(move || {
-                    let handed = gst_rtsp_server::gio::Socket::from_fd(fd)
-                        .map_err(|e| e.to_string())
-                        .and_then(|socket| {
-                            server
-                                .transfer_connection(socket, &ip.to_string(), port.into(), None)
-                                .map_err(|e| e.to_string())
-                        });
-                    if let Err(error) = handed {
-                        tracing::debug!(client = %ip, %error, "RTSP connection not taken");
-                    }
-                });
-            }
-        };
-        let gate = gate::Gate::start(listener, refusals.clone(), Box::new(hand_over))
+        let gate = gate::Gate::start(listener, refusals.clone(), hand_over(&server, &context))
             .map_err(|e| TelescopeError::Pipeline(format!("cannot start the RTSP gate: {e}")))?;
         let port = gate.local_addr().port();
         let main_loop = glib::MainLoop::new(Some(&context), false);
@@ -623,18 +541,13 @@ impl RtspServer {
                     TelescopeError::Pipeline(format!("cannot start the RTSP thread: {e}"))
                 })?
         };
-        let host = match config.address.as_str() {
-            "0.0.0.0" | "::" => "127.0.0.1".to_owned(),
-            a if a.contains(':') => format!("[{a}]"),
-            a => a.to_owned(),
-        };
         tracing::info!(address = %config.address, port, auth = config.auth.is_some(), "RTSP server listening");
         let inner = Inner {
             server,
             main_loop,
             thread: Mutex::new(Some(thread)),
             port,
-            host,
+            host: viewer_host(&config.address),
             mounts,
             auth,
             refusals,
@@ -778,6 +691,131 @@ impl RtspServer {
             connections_refused: self.inner.refusals.count(Refusal::Crowded),
             mounts,
         }
+    }
+}
+
+/// The listening socket for `address:port` (IPv4 or IPv6).
+fn listen(address: &str, port: u16) -> Result<TcpListener, TelescopeError> {
+    let bind: SocketAddr = format!("{address}:{port}")
+        .parse()
+        .or_else(|_| format!("[{address}]:{port}").parse())
+        .map_err(|_| TelescopeError::Config(format!("`{address}` is not an IP address to bind")))?;
+    TcpListener::bind(bind).map_err(|e| {
+        TelescopeError::Config(format!(
+            "cannot listen for RTSP on {bind}: {e} (choose another RTSP port)"
+        ))
+    })
+}
+
+/// Basic authentication on every mount, its failures counted by `refusals`.
+fn require_login(
+    server: &gst_rtsp_server::RTSPServer,
+    basic: &BasicAuth,
+    refusals: &Arc<refusals::Refusals>,
+) -> counting_auth::CountingAuth {
+    let auth: counting_auth::CountingAuth = glib::Object::new();
+    let _ = auth.imp().refusals.set(refusals.clone());
+    let token = gst_rtsp_server::RTSPToken::builder()
+        .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+        .build();
+    let basic = gst_rtsp_server::RTSPAuth::make_basic(&basic.user, &basic.password);
+    auth.add_basic(basic.as_str(), &token);
+    server.set_auth(Some(&auth));
+    auth
+}
+
+/// Count viewers (now and in total), and ask the played mount for a key frame when a viewer
+/// plays, so that it gets a picture at once.
+fn count_clients(
+    server: &gst_rtsp_server::RTSPServer,
+    mounts: &Arc<Mounts>,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
+    let clients = Arc::new(AtomicU64::new(0));
+    let clients_total = Arc::new(AtomicU64::new(0));
+    let (now, total) = (clients.clone(), clients_total.clone());
+    let feeds = Arc::downgrade(mounts);
+    server.connect_client_connected(move |_, client| {
+        now.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(1, Ordering::Relaxed);
+        let gone = now.clone();
+        client.connect_closed(move |_| {
+            gone.fetch_sub(1, Ordering::Relaxed);
+        });
+        let feeds = feeds.clone();
+        client.connect_play_request(move |_, ctx| {
+            // Only the mount being played: the other mounts' streams (and their KVS
+            // fragments) are left alone.
+            let Some(feeds) = feeds.upgrade() else { return };
+            let path = ctx.uri().map(|u| url_path(u.request_uri().as_str()));
+            let played: Vec<Arc<Feed>> = {
+                let feeds = feeds.lock().unwrap_or_else(|p| p.into_inner());
+                match path.as_deref().and_then(|p| mount_of(&feeds, p)) {
+                    Some(feed) => vec![feed],
+                    // Not a mount we know: every mount, so that no viewer waits.
+                    None => feeds.values().cloned().collect(),
+                }
+            };
+            for feed in played {
+                feed.request_key_frame();
+            }
+        });
+    });
+    (clients, clients_total)
+}
+
+/// Every 2 s: time out the sessions of clients that vanished without TEARDOWN, and log the
+/// refusals' summary.
+fn cleanup_source(
+    server: &gst_rtsp_server::RTSPServer,
+    refusals: &Arc<refusals::Refusals>,
+) -> glib::Source {
+    let pool = server.session_pool();
+    let summaries = refusals.clone();
+    glib::timeout_source_new(
+        std::time::Duration::from_secs(2),
+        None,
+        glib::Priority::DEFAULT,
+        move || {
+            if let Some(pool) = &pool {
+                pool.cleanup();
+            }
+            summaries.flush();
+            glib::ControlFlow::Continue
+        },
+    )
+}
+
+/// How the gate hands an accepted connection to the server.
+fn hand_over(
+    server: &gst_rtsp_server::RTSPServer,
+    context: &glib::MainContext,
+) -> Box<gate::HandOver> {
+    let (server, context) = (server.clone(), context.clone());
+    Box::new(move |fd: std::os::fd::OwnedFd, ip: IpAddr, port: u16| {
+        let server = server.clone();
+        // The server serves a connection in the context of the source that hands it over:
+        // hand it over from a source of the server's own context.
+        context.invoke(move || {
+            let handed = gst_rtsp_server::gio::Socket::from_fd(fd)
+                .map_err(|e| e.to_string())
+                .and_then(|socket| {
+                    server
+                        .transfer_connection(socket, &ip.to_string(), port.into(), None)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(error) = handed {
+                tracing::debug!(client = %ip, %error, "RTSP connection not taken");
+            }
+        });
+    })
+}
+
+/// The host viewers on this machine use for a bind address.
+fn viewer_host(address: &str) -> String {
+    match address {
+        "0.0.0.0" | "::" => "127.0.0.1".to_owned(),
+        a if a.contains(':') => format!("[{a}]"),
+        a => a.to_owned(),
     }
 }
 
