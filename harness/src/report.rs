@@ -325,6 +325,13 @@ pub struct ReportArgs {
 
 /// `telescope report`: re-render one run's page, or compare two runs side by side.
 pub fn run(args: ReportArgs) -> Result<()> {
+    if let [dir] = args.dirs.as_slice() {
+        if crate::run_app::is_app_report(dir) {
+            let page = crate::run_app::write_html(dir, args.out.as_deref())?;
+            println!("wrote {}", page.display());
+            return Ok(());
+        }
+    }
     let reports: Vec<(String, Report)> = args
         .dirs
         .iter()
