@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser};
+use clap::Args;
 use mock_kvs::netem::{Network, Proxy};
 use mock_kvs::Fault;
 use mock_kvs::{MockKvs, MockKvsConfig};
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use telescope::credentials::faults::FaultInjectingProvider;
 use telescope::credentials::{CredentialSource, SystemWallClock};
 
+use crate::replay::ReplayArgs;
 use crate::report::{Budgets, Report, Verdict};
 
 /// Arguments of `telescope soak`.
@@ -176,33 +177,18 @@ fn schedule(faults: &[SoakFault], total: Duration) -> Vec<(Duration, Action)> {
     out
 }
 
-/// Wrapper so the replay's arguments can be parsed from a list.
-#[derive(Debug, Parser)]
-struct ReplayCli {
-    #[command(flatten)]
-    args: crate::replay::ReplayArgs,
+/// The built-in endpoint: mock-kvs with its data plane behind the network proxy, and the
+/// temporary credentials the KVS sink is given.
+struct Endpoint {
+    mock: MockKvs,
+    proxy: Proxy,
+    credentials: FaultInjectingProvider,
 }
 
-pub fn run(args: SoakArgs) -> Result<()> {
-    let builtin = args.sinks.is_empty();
-    let needs_mock = args.network.is_some()
-        || args
-            .faults
-            .iter()
-            .any(|f| !matches!(f, SoakFault::CameraStall(_)));
-    if !builtin && needs_mock {
-        bail!(
-            "--network and every fault but camera-stall act on the built-in mock-kvs: omit --sink"
-        );
-    }
-    let chatty = !args.quiet && !args.json;
-    let total = args.duration;
-
-    // The built-in endpoint: mock-kvs, its data plane behind the proxy.
-    let mut endpoint = None;
-    let mut sinks = args.sinks.clone();
-    let mut credentials = None;
-    if builtin {
+impl Endpoint {
+    /// Starts mock-kvs and the proxy; credentials live as long as the credential-expiry fault
+    /// says (an hour without it).
+    fn start(args: &SoakArgs) -> Result<Endpoint> {
         let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind the proxy")?;
         let proxy_url = format!("http://{}", listener.local_addr()?);
         let mock = MockKvs::start(MockKvsConfig {
@@ -213,148 +199,190 @@ pub fn run(args: SoakArgs) -> Result<()> {
             ..MockKvsConfig::default()
         })
         .context("cannot start mock-kvs")?;
-        let proxy = Proxy::start(
-            listener,
-            mock.addr(),
-            args.network.unwrap_or_default(),
-            args.seed,
-        )
-        .context("cannot start the network proxy")?;
-        sinks.push(format!(
-            "kvs://soak-{{camera}}?endpoint={}&region=us-east-1",
-            mock.url()
-        ));
+        let network = args.network.unwrap_or_default();
+        let proxy = Proxy::start(listener, mock.addr(), network, args.seed)
+            .context("cannot start the network proxy")?;
         let lifetime = args
             .faults
             .iter()
             .find_map(|f| match f {
-                SoakFault::CredentialExpiry(e) => Some(e.unwrap_or(total / 3)),
+                SoakFault::CredentialExpiry(e) => Some(e.unwrap_or(args.duration / 3)),
                 _ => None,
             })
             .unwrap_or(Duration::from_secs(3600));
-        let provider = FaultInjectingProvider::new(Arc::new(SystemWallClock), lifetime);
-        credentials = Some((
-            CredentialSource::Provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(provider.clone()),
+        let credentials = FaultInjectingProvider::new(Arc::new(SystemWallClock), lifetime);
+        Ok(Endpoint {
+            mock,
+            proxy,
+            credentials,
+        })
+    }
+
+    /// The `--sink` streaming each camera to this endpoint.
+    fn sink(&self) -> String {
+        format!(
+            "kvs://soak-{{camera}}?endpoint={}&region=us-east-1",
+            self.mock.url()
+        )
+    }
+
+    /// The credentials as the KVS sink takes them.
+    fn credential_source(&self) -> CredentialSource {
+        CredentialSource::Provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                self.credentials.clone(),
             ),
-            provider,
-        ));
-        if chatty {
-            println!(
-                "soak: mock-kvs on {}, data plane through {} ({})",
-                mock.url(),
-                proxy.addr(),
-                args.network
-                    .map_or("no added network conditions".into(), |n| format!("{n:?}"))
-            );
-        }
-        endpoint = Some((mock, proxy));
+        )
     }
+}
 
-    let camera_stall = args.faults.iter().find_map(|f| match f {
-        SoakFault::CameraStall(e) => Some(e.unwrap_or(total / 3)),
+/// How often the camera freezes (for 3 s), when the camera-stall fault is asked for.
+fn camera_stall(args: &SoakArgs) -> Option<Duration> {
+    args.faults.iter().find_map(|f| match f {
+        SoakFault::CameraStall(e) => Some(e.unwrap_or(args.duration / 3)),
         _ => None,
-    });
-    let mut argv: Vec<String> = vec!["replay".into()];
-    argv.extend(args.footage.iter().cloned());
-    for s in &sinks {
-        argv.extend(["--sink".into(), s.clone()]);
-    }
-    argv.extend([
-        "--loops".into(),
-        "0".into(),
-        "--duration".into(),
-        format!("{}ms", total.as_millis()),
-        "--seed".into(),
-        args.seed.to_string(),
-        "--create-stream".into(),
-        "--quiet".into(),
-    ]);
-    if let Some(every) = camera_stall {
-        argv.extend([
-            "--stall-every".into(),
-            format!("{}", every.as_secs_f64()),
-            "--stall-ms".into(),
-            "3000".into(),
-        ]);
-    }
-    let mut replay = ReplayCli::try_parse_from(&argv)
-        .context("building the replay")?
-        .args;
-    replay.budgets = args.budgets.clone();
+    })
+}
 
-    // The fault schedule runs beside the replay.
-    let events: Arc<Mutex<Vec<FaultEvent>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let plan = schedule(&args.faults, total);
-    let started = Instant::now();
-    let report = std::thread::scope(|scope| -> Result<Report> {
-        if let Some((mock, proxy)) = endpoint.as_ref() {
-            let (events, stop, plan) = (&events, &stop, &plan);
-            scope.spawn(move || drive(plan, mock, proxy, started, events, stop, chatty));
-        }
-        let result = crate::replay::run_with(
-            replay,
-            crate::replay::Hooks {
-                credentials: credentials.as_ref().map(|(c, _)| c.clone()),
-                progress: chatty,
-            },
+/// How long a camera stall lasts.
+const CAMERA_STALL: Duration = Duration::from_secs(3);
+
+/// The replay a soak runs: the footage looped for the whole duration in real time, into the
+/// given sinks (or the built-in endpoint), creating its streams, printing nothing.
+fn replay_plan(args: &SoakArgs, endpoint: Option<&Endpoint>) -> ReplayArgs {
+    let mut sinks = args.sinks.clone();
+    sinks.extend(endpoint.map(Endpoint::sink));
+    ReplayArgs {
+        loops: 0,
+        duration: Some(args.duration),
+        seed: args.seed,
+        create_stream: true,
+        quiet: true,
+        stall_every: camera_stall(args).map(|every| every.as_secs_f64()),
+        stall_ms: CAMERA_STALL.as_millis() as u64,
+        budgets: args.budgets.clone(),
+        ..ReplayArgs::new(args.footage.clone(), sinks)
+    }
+}
+
+pub fn run(args: SoakArgs) -> Result<()> {
+    let needs_mock = args.network.is_some()
+        || args
+            .faults
+            .iter()
+            .any(|f| !matches!(f, SoakFault::CameraStall(_)));
+    if !args.sinks.is_empty() && needs_mock {
+        bail!(
+            "--network and every fault but camera-stall act on the built-in mock-kvs: omit --sink"
         );
-        stop.store(true, Ordering::Relaxed);
-        result
-    })?;
-
-    let mut report = report;
+    }
+    let chatty = !args.quiet && !args.json;
+    let endpoint = match args.sinks.is_empty() {
+        true => Some(Endpoint::start(&args)?),
+        false => None,
+    };
+    if let (Some(e), true) = (&endpoint, chatty) {
+        println!(
+            "soak: mock-kvs on {}, data plane through {} ({})",
+            e.mock.url(),
+            e.proxy.addr(),
+            args.network
+                .map_or("no added network conditions".into(), |n| format!("{n:?}"))
+        );
+    }
+    let (mut report, events) = replay_under_faults(&args, endpoint.as_ref(), chatty)?;
     report.command = "soak".into();
-    let mut verdicts = report.verdicts.clone();
-    verdicts.extend(judge(
-        &report,
-        &args,
-        endpoint.as_ref().map(|(m, _)| m),
-        camera_stall,
-    ));
-    report.verdicts = verdicts;
-    let events = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
-    let proxy_stats = endpoint.as_ref().map(|(_, p)| p.stats());
-    let issued = credentials.as_ref().map(|(_, p)| p.issued());
+    let soak_verdicts = judge(&report, &args, endpoint.as_ref().map(|e| &e.mock));
+    report.verdicts.extend(soak_verdicts);
     if let Some(dir) = &args.report {
-        report.write(dir)?;
-        let soak = serde_json::json!({
-            "faults": events,
-            "proxy": proxy_stats.map(|s| serde_json::json!({
-                "connections": s.connections, "refused": s.refused, "resets": s.resets,
-                "bytes_up": s.bytes_up, "bytes_down": s.bytes_down,
-            })),
-            "credentials_issued": issued,
-        });
-        crate::report::write_atomic(&dir.join("soak.json"), &serde_json::to_vec_pretty(&soak)?)?;
+        write_report(dir, &report, &events, endpoint.as_ref())?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if chatty {
-        for c in &report.cameras {
-            let kvs = c.kvs.first();
-            println!(
-                "camera {}: {} frames out, {} fragments, {} persisted, {} resent, {} connections",
-                c.name,
-                c.frames_out,
-                kvs.map_or(0, |k| k.fragments),
-                kvs.map_or(0, |k| k.persisted),
-                kvs.map_or(0, |k| k.resent),
-                kvs.map_or(0, |k| k.connections)
-            );
-        }
-        if let Some(n) = issued {
-            println!("credentials issued: {n}");
-        }
-        crate::replay::print_verdicts(&report);
-        println!("verdict: {}", if report.passed() { "PASS" } else { "FAIL" });
+        print_summary(&report, endpoint.as_ref());
     }
     drop(endpoint);
     if !report.passed() {
         return Err(crate::report::BudgetExceeded.into());
     }
     Ok(())
+}
+
+/// Runs the replay with the fault schedule beside it (when there is an endpoint to act on);
+/// the replay's report and what the schedule did.
+fn replay_under_faults(
+    args: &SoakArgs,
+    endpoint: Option<&Endpoint>,
+    chatty: bool,
+) -> Result<(Report, Vec<FaultEvent>)> {
+    let replay = replay_plan(args, endpoint);
+    let events: Mutex<Vec<FaultEvent>> = Mutex::default();
+    let stop = AtomicBool::new(false);
+    let plan = schedule(&args.faults, args.duration);
+    let started = Instant::now();
+    let report = std::thread::scope(|scope| -> Result<Report> {
+        if let Some(e) = endpoint {
+            let (events, stop, plan) = (&events, &stop, &plan);
+            scope.spawn(move || drive(plan, &e.mock, &e.proxy, started, events, stop, chatty));
+        }
+        let result = crate::replay::run_with(
+            replay,
+            crate::replay::Hooks {
+                credentials: endpoint.map(Endpoint::credential_source),
+                progress: chatty,
+            },
+        );
+        stop.store(true, Ordering::Relaxed);
+        result
+    })?;
+    let events = events.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok((report, events))
+}
+
+/// `DIR/report.json` and `report.html` as a replay writes them, and `DIR/soak.json`: the
+/// faults driven, the proxy's counters and the credentials issued.
+fn write_report(
+    dir: &std::path::Path,
+    report: &Report,
+    events: &[FaultEvent],
+    endpoint: Option<&Endpoint>,
+) -> Result<()> {
+    report.write(dir)?;
+    let proxy = endpoint.map(|e| {
+        let s = e.proxy.stats();
+        serde_json::json!({
+            "connections": s.connections, "refused": s.refused, "resets": s.resets,
+            "bytes_up": s.bytes_up, "bytes_down": s.bytes_down,
+        })
+    });
+    let soak = serde_json::json!({
+        "faults": events,
+        "proxy": proxy,
+        "credentials_issued": endpoint.map(|e| e.credentials.issued()),
+    });
+    crate::report::write_atomic(&dir.join("soak.json"), &serde_json::to_vec_pretty(&soak)?)
+}
+
+/// Per camera what reached KVS, the credentials issued, the verdicts.
+fn print_summary(report: &Report, endpoint: Option<&Endpoint>) {
+    for c in &report.cameras {
+        let kvs = c.kvs.first();
+        println!(
+            "camera {}: {} frames out, {} fragments, {} persisted, {} resent, {} connections",
+            c.name,
+            c.frames_out,
+            kvs.map_or(0, |k| k.fragments),
+            kvs.map_or(0, |k| k.persisted),
+            kvs.map_or(0, |k| k.resent),
+            kvs.map_or(0, |k| k.connections)
+        );
+    }
+    if let Some(e) = endpoint {
+        println!("credentials issued: {}", e.credentials.issued());
+    }
+    crate::replay::print_verdicts(report);
+    println!("verdict: {}", if report.passed() { "PASS" } else { "FAIL" });
 }
 
 /// Run the schedule until it ends or `stop` is set.
@@ -406,12 +434,7 @@ fn drive(
 }
 
 /// The soak's invariants.
-fn judge(
-    report: &Report,
-    args: &SoakArgs,
-    mock: Option<&MockKvs>,
-    camera_stall: Option<Duration>,
-) -> Vec<Verdict> {
+fn judge(report: &Report, args: &SoakArgs, mock: Option<&MockKvs>) -> Vec<Verdict> {
     let verdict = Verdict::at_most;
     let mut out = Vec::new();
     if let Some(mock) = mock {
@@ -458,7 +481,8 @@ fn judge(
             }
         }
     }
-    let allowance = args.max_output_gap + camera_stall.map_or(0.0, |_| 3.0);
+    let allowance =
+        args.max_output_gap + camera_stall(args).map_or(0.0, |_| CAMERA_STALL.as_secs_f64());
     out.push(verdict("longest output gap", "s", allowance, longest));
     out
 }

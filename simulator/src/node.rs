@@ -62,6 +62,33 @@ pub enum AppTime {
     },
 }
 
+/// An app time that is not `MEAN` or `MEAN:SD` (non-negative milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("app time `{0}`: give MEAN or MEAN:SD, non-negative milliseconds")]
+pub struct AppTimeError(String);
+
+impl std::str::FromStr for AppTime {
+    type Err = AppTimeError;
+
+    /// `MEAN` milliseconds every iteration, or `MEAN:SD` for a normal distribution.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let ms = |s: &str| -> Result<f64, AppTimeError> {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| AppTimeError(spec.to_owned()))
+        };
+        Ok(match spec.split_once(':') {
+            Some((mean, sd)) => AppTime::Normal {
+                mean_ms: ms(mean)?,
+                sd_ms: ms(sd)?,
+            },
+            None => AppTime::Fixed(Duration::from_secs_f64(ms(spec)? / 1000.0)),
+        })
+    }
+}
+
 /// Which clock drives the node.
 #[derive(Debug, Clone)]
 pub enum NodeClock {
