@@ -333,3 +333,80 @@ pub fn find(ctx: &Ctx, token: &str) -> Option<(String, Session)> {
         .filter(|s| s.expires_ms > now_ms() && (token == short || token == s.url_token))
         .map(|s| (short.to_owned(), s.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(producer_ms: u64) -> StoredFragment {
+        StoredFragment {
+            number: format!("{producer_ms}"),
+            producer_ms,
+            server_ms: producer_ms + 300,
+            frames: 50,
+            duration_ms: 1960,
+            raw: vec![0; 10],
+            header: Default::default(),
+        }
+    }
+
+    fn session(mode: Mode, range: Option<(u64, u64)>, max_results: usize) -> Session {
+        Session {
+            protocol: Protocol::Hls,
+            stream: "s".into(),
+            mode,
+            producer_time: true,
+            start_ms: range.map(|r| r.0),
+            end_ms: range.map(|r| r.1),
+            mpeg_ts: false,
+            discontinuity: DiscontinuityMode::Never,
+            display_timestamp: false,
+            display_number: false,
+            max_results,
+            created_ms: now_ms(),
+            expires_ms: now_ms() + 300_000,
+            track: Track::default(),
+            url_token: String::new(),
+        }
+    }
+
+    #[test]
+    fn windows_follow_the_playback_mode() {
+        // Six fragments 2 s apart, the third one resent (stored twice), stored out of order.
+        let mut all: Vec<StoredFragment> = [0u64, 2, 4, 4, 8, 6, 10]
+            .iter()
+            .map(|s| stored(1_000_000 + s * 1000))
+            .collect();
+        all[3].number = "resent".into();
+        let numbers = |l: Vec<Listed>| l.into_iter().map(|f| f.sequence).collect::<Vec<_>>();
+        let live = session(Mode::Live, None, 3);
+        assert_eq!(
+            numbers(live.window(&all)),
+            [3, 4, 5],
+            "the newest, once each"
+        );
+        let range = Some((1_002_000, 1_006_000));
+        let on_demand = session(Mode::OnDemand, range, 2);
+        let listed = on_demand.window(&all);
+        assert_eq!(numbers(listed.clone()), [0, 1], "the oldest in the range");
+        assert_eq!(listed[0].producer_ms, 1_002_000);
+        // Replaying from 2 s ago's start: only what is due by now.
+        let replay = session(Mode::LiveReplay, Some((1_002_000, u64::MAX)), 5);
+        assert_eq!(numbers(replay.window(&all)), [0]);
+    }
+
+    #[test]
+    fn selector_rules_are_the_services() {
+        let req = |v: Value| parse(Protocol::Hls, &v).map(|_| ());
+        assert!(req(json!({"PlaybackMode": "ON_DEMAND"})).is_err());
+        let range = json!({"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                           "TimestampRange": {"StartTimestamp": 10.0, "EndTimestamp": 20.0}});
+        assert!(req(json!({"PlaybackMode": "LIVE", "HLSFragmentSelector": range})).is_err());
+        assert!(req(json!({"PlaybackMode": "ON_DEMAND", "HLSFragmentSelector": range})).is_ok());
+        assert!(req(json!({"PlaybackMode": "LIVE", "Expires": 299})).is_err());
+        assert!(
+            req(json!({"PlaybackMode": "LIVE", "MaxMediaPlaylistFragmentResults": 5001})).is_err()
+        );
+        assert!(req(json!({"PlaybackMode": "SOMETIMES"})).is_err());
+    }
+}
