@@ -452,71 +452,16 @@ impl Node {
                 interrupted = true;
                 break;
             }
-            let Some(next_arrival) = self
-                .cameras
-                .iter()
-                .filter_map(|c| c.pending.as_ref().map(|p| p.arrives))
-                .min()
-            else {
+            // The next iteration: when a frame arrives and the app is ready for it.
+            let Some(t) = self.next_arrival().map(|a| a.max(app_ready)) else {
                 break;
             };
-            let t = next_arrival.max(app_ready);
             if self.config.duration.is_some_and(|d| t >= d) {
                 break;
             }
             now = t;
-            match &self.config.clock {
-                NodeClock::Virtual(clock) => clock.advance_to(t),
-                NodeClock::System => {
-                    let due = wall + t;
-                    let real = Instant::now();
-                    if due > real {
-                        std::thread::sleep(due - real);
-                    }
-                }
-            }
-            // What each camera has for the app now: the newest frame that arrived.
-            let mut streams = Vec::with_capacity(self.cameras.len());
-            for camera in &mut self.cameras {
-                let mut fresh = false;
-                while camera.pending.as_ref().is_some_and(|p| p.arrives <= t) {
-                    if fresh {
-                        camera.stats.superseded += 1;
-                    }
-                    camera.current = camera.pending.take();
-                    fresh = true;
-                    camera.fetch()?;
-                }
-                let Some(current) = camera.current.as_ref() else {
-                    continue;
-                };
-                if fresh {
-                    camera.stats.delivered += 1;
-                    if let Some(prev) = camera.last_fresh {
-                        let gap = current.arrives.saturating_sub(prev);
-                        camera.stats.intervals_us.push(gap.as_micros() as u64);
-                    }
-                    camera.last_fresh = Some(current.arrives);
-                } else {
-                    camera.stats.cached += 1;
-                }
-                let unavailable = camera
-                    .last_fresh
-                    .is_some_and(|l| t.saturating_sub(l) > self.config.unavailable_after);
-                if unavailable {
-                    camera.stats.unavailable += 1;
-                }
-                streams.push(MediaStream {
-                    image: current.frame.clone().at(current.captured),
-                    stream_id: camera.name.clone(),
-                    time_stamp: current.captured,
-                    is_cached: !fresh,
-                    is_unavailable: unavailable,
-                    arrived: current.arrives,
-                    frame_index: current.index,
-                    annotations: Scene::default(),
-                });
-            }
+            self.wait_until(wall, t);
+            let mut streams = self.streams_at(t)?;
             let started = Instant::now();
             app.process(&mut streams);
             let real_app = started.elapsed();
@@ -538,6 +483,88 @@ impl Node {
             elapsed: now,
             interrupted,
         })
+    }
+
+    /// When the next frame of any camera arrives (`None` once every source has ended).
+    fn next_arrival(&self) -> Option<Duration> {
+        self.cameras
+            .iter()
+            .filter_map(|c| c.pending.as_ref().map(|p| p.arrives))
+            .min()
+    }
+
+    /// Brings the clock to node time `t`: advances a virtual one, waits for a real one (`wall`
+    /// is node time zero).
+    fn wait_until(&self, wall: Instant, t: Duration) {
+        match &self.config.clock {
+            NodeClock::Virtual(clock) => clock.advance_to(t),
+            NodeClock::System => {
+                let due = wall + t;
+                let real = Instant::now();
+                if due > real {
+                    std::thread::sleep(due - real);
+                }
+            }
+        }
+    }
+
+    /// What each camera has for the app at `t`: the newest frame that arrived.
+    fn streams_at(&mut self, t: Duration) -> Result<Vec<MediaStream>, NodeError> {
+        let unavailable_after = self.config.unavailable_after;
+        let mut streams = Vec::with_capacity(self.cameras.len());
+        for camera in &mut self.cameras {
+            streams.extend(camera.stream_at(t, unavailable_after)?);
+        }
+        Ok(streams)
+    }
+}
+
+impl Camera {
+    /// The camera's stream at `t`: its newest arrived frame, fresh or cached (`None` before
+    /// its first frame), counting what the app gets and what it misses.
+    fn stream_at(
+        &mut self,
+        t: Duration,
+        unavailable_after: Duration,
+    ) -> Result<Option<MediaStream>, NodeError> {
+        let mut fresh = false;
+        while self.pending.as_ref().is_some_and(|p| p.arrives <= t) {
+            if fresh {
+                self.stats.superseded += 1;
+            }
+            self.current = self.pending.take();
+            fresh = true;
+            self.fetch()?;
+        }
+        let Some(current) = self.current.as_ref() else {
+            return Ok(None);
+        };
+        if fresh {
+            self.stats.delivered += 1;
+            if let Some(prev) = self.last_fresh {
+                let gap = current.arrives.saturating_sub(prev);
+                self.stats.intervals_us.push(gap.as_micros() as u64);
+            }
+            self.last_fresh = Some(current.arrives);
+        } else {
+            self.stats.cached += 1;
+        }
+        let unavailable = self
+            .last_fresh
+            .is_some_and(|l| t.saturating_sub(l) > unavailable_after);
+        if unavailable {
+            self.stats.unavailable += 1;
+        }
+        Ok(Some(MediaStream {
+            image: current.frame.clone().at(current.captured),
+            stream_id: self.name.clone(),
+            time_stamp: current.captured,
+            is_cached: !fresh,
+            is_unavailable: unavailable,
+            arrived: current.arrives,
+            frame_index: current.index,
+            annotations: Scene::default(),
+        }))
     }
 }
 
