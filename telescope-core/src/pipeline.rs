@@ -87,31 +87,7 @@ impl StreamPipeline {
         videorate.set_property("name", VIDEORATE);
         // Start the output at the first frame rather than at zero, whatever its timestamp.
         videorate.set_property("skip-to-first", true);
-        let convert = make("videoconvert", "gstreamer1.0-plugins-base")?;
-        let scale = make("videoscale", "gstreamer1.0-plugins-base")?;
-        let raw = gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field(
-                "width",
-                i32::try_from(width)
-                    .map_err(|_| TelescopeError::Config(format!("width {width} too large")))?,
-            )
-            .field(
-                "height",
-                i32::try_from(height)
-                    .map_err(|_| TelescopeError::Config(format!("height {height} too large")))?,
-            )
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .build();
-        let raw_filter = gst::ElementFactory::make("capsfilter")
-            .property("caps", raw)
-            .build()?;
-        let rate_caps = gst::Caps::builder("video/x-raw")
-            .field("framerate", rate.to_fraction())
-            .build();
-        let rate_filter = gst::ElementFactory::make("capsfilter")
-            .property("caps", rate_caps)
-            .build()?;
+        let (raw_filter, rate_filter) = raw_filters(width, height, rate)?;
         let chain = encoder::build(encoder_kind, &config.encoder, width, height, rate)?;
         let parse = make("h264parse", "gstreamer1.0-plugins-bad")?;
         // SPS/PPS before every key frame: late joiners and cut files can always start decoding.
@@ -120,8 +96,8 @@ impl StreamPipeline {
 
         let mut main: Vec<gst::Element> = vec![
             appsrc.clone().upcast(),
-            scale,
-            convert,
+            make("videoscale", "gstreamer1.0-plugins-base")?,
+            make("videoconvert", "gstreamer1.0-plugins-base")?,
             raw_filter,
             videorate.clone(),
             rate_filter,
@@ -135,32 +111,7 @@ impl StreamPipeline {
             let head = sink.build(&pipeline, i, incarnation)?;
             tee.link(&head)?;
         }
-
-        let bus = pipeline
-            .bus()
-            .ok_or_else(|| TelescopeError::Pipeline("pipeline has no bus".into()))?;
-        bus.set_sync_handler(move |_, msg| {
-            match msg.view() {
-                gst::MessageView::Error(err) => {
-                    let source = msg
-                        .src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default();
-                    let message = format!("{source}: {}", err.error());
-                    tracing::debug!(debug = ?err.debug(), "pipeline error detail");
-                    inbox.post_event(BusEvent::Error {
-                        incarnation,
-                        message,
-                    });
-                }
-                gst::MessageView::Eos(_) => inbox.post_event(BusEvent::Eos { incarnation }),
-                gst::MessageView::Warning(w) => {
-                    tracing::warn!(warning = %w.error(), "pipeline warning")
-                }
-                _ => {}
-            }
-            gst::BusSyncReply::Drop
-        });
+        watch_bus(&pipeline, inbox, incarnation)?;
 
         Ok(StreamPipeline {
             pipeline,
@@ -267,4 +218,66 @@ impl StreamPipeline {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The caps filters of the raw stream: I420 at the output size (square pixels), then the rate.
+fn raw_filters(
+    width: u32,
+    height: u32,
+    rate: Rate,
+) -> Result<(gst::Element, gst::Element), TelescopeError> {
+    let dimension = |name: &str, v: u32| {
+        i32::try_from(v).map_err(|_| TelescopeError::Config(format!("{name} {v} too large")))
+    };
+    let raw = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", dimension("width", width)?)
+        .field("height", dimension("height", height)?)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build();
+    let raw_filter = gst::ElementFactory::make("capsfilter")
+        .property("caps", raw)
+        .build()?;
+    let rate_caps = gst::Caps::builder("video/x-raw")
+        .field("framerate", rate.to_fraction())
+        .build();
+    let rate_filter = gst::ElementFactory::make("capsfilter")
+        .property("caps", rate_caps)
+        .build()?;
+    Ok((raw_filter, rate_filter))
+}
+
+/// Errors and end of stream from the pipeline's bus go to the worker's inbox, tagged with the
+/// pipeline's incarnation (a late message of a replaced pipeline is told apart).
+fn watch_bus(
+    pipeline: &gst::Pipeline,
+    inbox: Arc<Inbox>,
+    incarnation: u32,
+) -> Result<(), TelescopeError> {
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| TelescopeError::Pipeline("pipeline has no bus".into()))?;
+    bus.set_sync_handler(move |_, msg| {
+        match msg.view() {
+            gst::MessageView::Error(err) => {
+                let source = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let message = format!("{source}: {}", err.error());
+                tracing::debug!(debug = ?err.debug(), "pipeline error detail");
+                inbox.post_event(BusEvent::Error {
+                    incarnation,
+                    message,
+                });
+            }
+            gst::MessageView::Eos(_) => inbox.post_event(BusEvent::Eos { incarnation }),
+            gst::MessageView::Warning(w) => {
+                tracing::warn!(warning = %w.error(), "pipeline warning")
+            }
+            _ => {}
+        }
+        gst::BusSyncReply::Drop
+    });
+    Ok(())
 }
