@@ -64,7 +64,9 @@ def get(url):
 
 
 def first_live_fragment(url, clip):
-    """Seconds from the producer's launch to the first media fragment served."""
+    """Seconds from the producer's launch to a LIVE session opening, from then to its first
+    media fragment served, and the age of that fragment's first frame (producer timestamp,
+    wall clock) when it was served."""
     am = clients(url)
     launched = time.monotonic()
     producer = replay(url, "live", clip, virtual=False)
@@ -83,8 +85,10 @@ def first_live_fragment(url, clip):
         media = get(base + "/" + get(master).decode().strip().splitlines()[-1]).decode()
         first = next(line for line in media.splitlines() if line.startswith("getMP4Media"))
         get(base + "/" + first)
-        served = time.monotonic()
-        return stored - launched, served - stored
+        served, wall = time.monotonic(), time.time()
+        listed = am.list_fragments(StreamName="live")["Fragments"]
+        oldest = min(f["ProducerTimestamp"].timestamp() for f in listed)
+        return stored - launched, served - stored, wall - oldest
     finally:
         producer.kill()
         producer.wait()
@@ -134,8 +138,8 @@ def main():
     proc, url = mock()
     try:
         out = {}
-        out["live_first_session_s"], out["live_first_fragment_served_s"] = \
-            first_live_fragment(url, clip)
+        (out["live_first_session_s"], out["live_first_fragment_served_s"],
+         out["live_first_frame_age_when_served_s"]) = first_live_fragment(url, clip)
         r = replay(url, "stored", clip, virtual=True)
         r.wait()
         for container in ("FRAGMENTED_MP4", "MPEG_TS"):
