@@ -24,7 +24,7 @@ use crate::fault::Fault;
 use crate::limits::Reservation;
 use crate::media::{now_ms, Stats, StoredFragment};
 use crate::mkv::{Cluster, MkvError, MkvEvent, MkvParser};
-use crate::{authorize, error, invalid, not_found, respond, Body, Ctx};
+use crate::{authorize, error, invalid, not_found, respond, ApiError, Body, Ctx};
 
 /// Latest producer start timestamp accepted, seconds (the end of year 9999): a larger one
 /// cannot be a time, and adding timecodes to it must not overflow.
@@ -33,73 +33,16 @@ const MAX_START_SECONDS: f64 = 253_402_300_799.0;
 /// PutMedia: check the request, answer 200 at once, then ingest while acking.
 pub(crate) async fn put_media(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    if let Err(e) = authorize(&ctx, &parts, None) {
-        return respond(Err(e));
-    }
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let Some(stream) = header("x-amzn-stream-name") else {
-        return respond(Err(invalid("x-amzn-stream-name is required")));
-    };
-    if ctx.streams().find(Some(&stream), None).is_none() {
-        return respond(Err(not_found(&stream)));
-    }
-    let refused = ctx
-        .put_requests
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        + 1;
-    if ctx
-        .faults()
-        .iter()
-        .filter_map(Fault::refuse)
-        .any(|n| refused <= u64::from(n))
-    {
-        return respond(Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ClientLimitExceededException",
-            "fault: refused",
-        )));
-    }
-    let relative = match header("x-amzn-fragment-timecode-type").as_deref() {
-        Some("ABSOLUTE") | None => false,
-        Some("RELATIVE") => true,
-        Some(other) => {
-            return respond(Err(invalid(format!(
-                "x-amzn-fragment-timecode-type `{other}`"
-            ))))
-        }
-    };
-    let start_ms = match header("x-amzn-producer-start-timestamp") {
-        None => 0,
-        Some(s) => match s.trim().parse::<f64>() {
-            Ok(secs) if secs.is_finite() && (0.0..=MAX_START_SECONDS).contains(&secs) => {
-                (secs * 1000.0).round() as u64
-            }
-            _ => {
-                return respond(Err(invalid(format!(
-                    "x-amzn-producer-start-timestamp `{s}` is not a time in seconds"
-                ))))
-            }
-        },
+    let (stream, timecodes) = match accept(&ctx, &parts) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return respond(Err(refusal)),
     };
     let reservation = Reservation::new(ctx.budget.clone());
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let lifetime = ctx.faults().iter().find_map(Fault::connection_lifetime);
     tokio::spawn(async move {
         let producer = Producer::register(&ctx, &stream);
-        let work = ingest(
-            &ctx,
-            &stream,
-            Timecodes { relative, start_ms },
-            body,
-            tx,
-            reservation,
-        );
+        let work = ingest(&ctx, &stream, timecodes, body, tx, reservation);
         match lifetime {
             // Everything the connection does stops at its end of life, acks included.
             Some(life) => {
@@ -122,6 +65,59 @@ pub(crate) async fn put_media(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response
                 "response",
             )))
         })
+}
+
+/// The checks made before answering: signature, stream, injected refusals and the timecode
+/// headers. The stream's name and how its timecodes count, or the error response.
+fn accept(ctx: &Ctx, parts: &http::request::Parts) -> Result<(String, Timecodes), ApiError> {
+    authorize(ctx, parts, None)?;
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let stream =
+        header("x-amzn-stream-name").ok_or_else(|| invalid("x-amzn-stream-name is required"))?;
+    if ctx.streams().find(Some(&stream), None).is_none() {
+        return Err(not_found(&stream));
+    }
+    let refused = ctx
+        .put_requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    let faults = ctx.faults();
+    if faults
+        .iter()
+        .filter_map(Fault::refuse)
+        .any(|n| refused <= u64::from(n))
+    {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ClientLimitExceededException",
+            "fault: refused",
+        ));
+    }
+    let relative = match header("x-amzn-fragment-timecode-type").as_deref() {
+        Some("ABSOLUTE") | None => false,
+        Some("RELATIVE") => true,
+        Some(other) => return Err(invalid(format!("x-amzn-fragment-timecode-type `{other}`"))),
+    };
+    let start_ms = match header("x-amzn-producer-start-timestamp") {
+        None => 0,
+        Some(s) => match s.trim().parse::<f64>() {
+            Ok(secs) if secs.is_finite() && (0.0..=MAX_START_SECONDS).contains(&secs) => {
+                (secs * 1000.0).round() as u64
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "x-amzn-producer-start-timestamp `{s}` is not a time in seconds"
+                )))
+            }
+        },
+    };
+    Ok((stream, Timecodes { relative, start_ms }))
 }
 
 /// A PutMedia connection counted on its stream while it lasts (live GetMedia readers wait for
