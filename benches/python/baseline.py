@@ -6,7 +6,7 @@ streaming (after loading), frames, and put latencies for (b).
     python3 baseline.py videowriter RAW W H FPS_NUM FPS_DEN OUT.mkv "ENCODE"
       (ENCODE: the pipeline between `appsrc ! videoconvert !` and `! h264parse`, e.g. the
       original's caps, x264enc and caps, or `x264enc SETTINGS`)
-    python3 baseline.py telescope   RAW W H FPS_NUM FPS_DEN OUT.mkv PROFILE BITRATE
+    python3 baseline.py telescope   RAW W H FPS_NUM FPS_DEN OUT.mkv PROFILE BITRATE (0: derived)
     python3 baseline.py put-latency W H FPS N [nocopy]  (put() paced at FPS, latency percentiles)
 """
 
@@ -45,7 +45,7 @@ def telescope_put(frames, fps_num, fps_den, out, profile, bitrate):
     h, w = frames.shape[1:3]
     fps = fps_num / fps_den
     t = telescope.Telescope(sinks=[f"file:{out}"], fps=fps, width=w, height=h,
-                            profile=profile, encoder="x264", bitrate_kbps=bitrate)
+                            profile=profile, encoder="x264", bitrate_kbps=bitrate or None)
     start = time.process_time()
     t.start()
     for i, f in enumerate(frames):

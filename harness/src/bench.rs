@@ -6,14 +6,16 @@
 //! - `gst-launch[P]`: `filesrc ! rawvideoparse ! videoconvert ! x264enc (profile P) ! h264parse !
 //!   matroskamux ! filesink`, the floor for that profile;
 //! - `telescope[P]`: this binary's `bench-run`, which loads the frames into memory and hands
-//!   each to `Telescope::put_ref` (one copy into a pooled buffer), with profile P;
+//!   each to `Telescope::put_ref` (one copy into a pooled buffer), with profile P; and
+//!   `telescope[balanced, no bitrate]`, the default profile at its derived bitrate;
 //! - `python videowriter (original)` / `(telescope settings)`: OpenCV's VideoWriter over
 //!   GStreamer from Debian's python3-opencv, the original telescope's path;
 //! - `telescope-py[balanced]`: the Python package, when a Python that imports it is given.
 //!
 //! In-process variants report the CPU spent streaming (after loading the frames); gst-launch's
 //! figure is its whole process (reading the raw file is its input stage). SSIM comes from
-//! ffmpeg's `ssim` filter against the raw frames, bitrate from the output's size.
+//! ffmpeg's `ssim` filter against the raw frames converted to I420 with the colour matrix the
+//! output declares (GStreamer converts HD with BT.709), bitrate from the output's size.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,7 +43,8 @@ pub struct BenchArgs {
     /// Use at most this many frames (they are held in memory: mind width x height x 3 each).
     #[arg(long, default_value_t = 900)]
     pub frames: u32,
-    /// Target bitrate for every variant, kbit/s (the original Python telescope used 500).
+    /// Target bitrate for every variant, kbit/s (the original Python telescope used 500, and
+    /// keeps it whatever this says); `telescope[balanced, no bitrate]` derives its own.
     #[arg(long, default_value_t = 500)]
     pub bitrate: u32,
     /// Frame rate when the footage declares none.
@@ -72,6 +75,7 @@ pub struct BenchRunArgs {
     height: u32,
     fps: Rate,
     profile: String,
+    /// kbit/s; 0: the bitrate the profile derives from the size and rate.
     bitrate: u32,
     out: PathBuf,
 }
@@ -99,6 +103,8 @@ struct Results {
     fps: String,
     frames: u64,
     bitrate_kbps: u32,
+    /// What `telescope[balanced, no bitrate]` used.
+    derived_bitrate_kbps: u32,
     variants: Vec<Variant>,
     ratios: Vec<(String, f64)>,
 }
@@ -207,13 +213,16 @@ fn original_encode(width: u32, height: u32, rate: Rate) -> String {
 }
 
 /// The x264enc settings of a profile, as gst-launch and VideoWriter pipelines spell them.
-fn x264_settings(profile: EncoderProfile, bitrate: u32, rate: Rate) -> String {
+fn x264_settings(profile: EncoderProfile, bitrate: u32, w: u32, h: u32, rate: Rate) -> String {
     let c = EncoderConfig::for_profile(profile);
     let mut s = format!(
         "bitrate={bitrate} key-int-max={} bframes=0 speed-preset={}",
         c.key_int_for(rate),
         c.speed_preset
     );
+    if let Some(threads) = c.x264_threads_for(w, h, rate) {
+        s.push_str(&format!(" threads={threads}"));
+    }
     if !c.tune.is_empty() {
         s.push_str(&format!(" tune={}", c.tune));
     }
@@ -223,10 +232,33 @@ fn x264_settings(profile: EncoderProfile, bitrate: u32, rate: Rate) -> String {
     s
 }
 
+/// The colour matrix an encoded file declares, as ffmpeg's `scale` names it (`bt601` when it
+/// declares none: GStreamer's choice below 720 rows).
+fn colour_matrix(out: &Path) -> &'static str {
+    let declared = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream=color_space", "-of", "csv=p=0"])
+        .arg(out)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if declared == "bt709" {
+        "bt709"
+    } else {
+        "bt601"
+    }
+}
+
 fn ssim(out: &Path, raw: &Path, w: u32, h: u32, rate: Rate) -> Result<f64> {
     let fps = format!("{}/{}", rate.num(), rate.den());
-    // Renumber both timelines (container timestamps are rounded to ms) so frame N meets N.
-    let graph = format!("[0:v]setpts=N/({fps})/TB[a];[1:v]setpts=N/({fps})/TB[b];[a][b]ssim");
+    // Renumber both timelines (container timestamps are rounded to ms) so frame N meets N. The
+    // reference is converted with the output's matrix: ffmpeg's default (BT.601) against a
+    // BT.709 stream caps SSIM at 0.98 for a lossless 1080p encode.
+    let matrix = colour_matrix(out);
+    let graph = format!(
+        "[0:v]setpts=N/({fps})/TB[a];[1:v]setpts=N/({fps})/TB,\
+         scale=out_color_matrix={matrix}:out_range=tv,format=yuv420p[b];[a][b]ssim"
+    );
     let o = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostats", "-i"])
         .arg(out)
@@ -262,6 +294,8 @@ struct Ctx {
     h: u32,
     rate: Rate,
     frames: u64,
+    /// JSON output: no progress lines.
+    quiet: bool,
 }
 
 impl Ctx {
@@ -324,118 +358,43 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let raw = dir.join("source.bgr");
     let (w, h, rate, frames) = decode(&args.footage, args.frames, args.fps, &raw)?;
     let ctx = Ctx {
-        raw: raw.clone(),
+        raw,
         dir: dir.clone(),
         w,
         h,
         rate,
         frames,
+        quiet: args.json,
     };
-    let fps = format!("{}/{}", rate.num(), rate.den());
-    let exe = std::env::current_exe().context("locating this binary")?;
+    ctx.say(&format!(
+        "bench: {frames} frames of {w}x{h} at {} fps, {} kbit/s, in {}",
+        ctx.fps(),
+        args.bitrate,
+        dir.display()
+    ));
     let mut variants = Vec::new();
-    let note = |v: &Variant| {
-        if !args.json {
-            eprintln!("  measured {}", v.name);
-        }
-    };
-    if !args.json {
-        eprintln!(
-            "bench: {frames} frames of {w}x{h} at {fps} fps, {} kbit/s, in {}",
-            args.bitrate,
-            dir.display()
-        );
-    }
     for p in &profiles {
-        let name = format!("gst-launch[{}]", p.name());
-        let out = ctx.out(&name);
-        let pipeline = format!(
-            "filesrc location={} blocksize={} ! rawvideoparse format=bgr width={w} height={h} \
-             framerate={fps} ! videoconvert ! x264enc {} ! video/x-h264,profile=high ! h264parse \
-             ! matroskamux ! filesink location={}",
-            raw.display(),
-            w as usize * h as usize * 3,
-            x264_settings(*p, args.bitrate, rate),
-            out.display()
-        );
-        let mut cmd = Command::new("gst-launch-1.0");
-        cmd.arg("-q").args(pipeline.split_whitespace());
-        let v = ctx.variant(&name, run_measured(&mut cmd)?, &out)?;
-        note(&v);
-        variants.push(v);
-
-        let name = format!("telescope[{}]", p.name());
-        let out = ctx.out(&name);
-        let mut cmd = Command::new(&exe);
-        cmd.arg("bench-run")
-            .arg(&raw)
-            .args([
-                w.to_string(),
-                h.to_string(),
-                fps.clone(),
-                p.name().to_owned(),
-            ])
-            .arg(args.bitrate.to_string())
-            .arg(&out);
-        let v = ctx.variant(&name, run_measured(&mut cmd)?, &out)?;
-        note(&v);
-        variants.push(v);
+        variants.push(ctx.gst_launch(*p, args.bitrate)?);
+        variants.push(ctx.telescope(*p, args.bitrate)?);
     }
-    let script = python_script()?;
-    let dims = [
-        w.to_string(),
-        h.to_string(),
-        rate.num().to_string(),
-        rate.den().to_string(),
-    ];
+    // The default as a user gets it: no bitrate given.
+    variants.push(ctx.telescope(EncoderProfile::default(), 0)?);
     if !args.python.is_empty() {
-        for (name, encode) in [
-            (ORIGINAL, original_encode(w, h, rate)),
-            (
-                "python videowriter (balanced settings)",
-                format!(
-                    "x264enc {}",
-                    x264_settings(EncoderProfile::Balanced, args.bitrate, rate)
-                ),
-            ),
-        ] {
-            let out = ctx.out(name);
-            let mut cmd = Command::new(&args.python);
-            cmd.arg(&script)
-                .arg("videowriter")
-                .arg(&raw)
-                .args(&dims)
-                .arg(&out)
-                .arg(encode);
-            let v = ctx.variant(name, run_measured(&mut cmd)?, &out)?;
-            note(&v);
-            variants.push(v);
-        }
+        variants.extend(ctx.videowriters(&args.python, args.bitrate)?);
     }
     if let Some(py) = &args.telescope_python {
-        let name = "telescope-py[balanced]";
-        let out = ctx.out(name);
-        let mut cmd = Command::new(py);
-        cmd.arg(&script)
-            .arg("telescope")
-            .arg(&raw)
-            .args(&dims)
-            .arg(&out)
-            .args(["balanced", &args.bitrate.to_string()]);
-        let v = ctx.variant(name, run_measured(&mut cmd)?, &out)?;
-        note(&v);
-        variants.push(v);
+        variants.push(ctx.telescope_py(py, args.bitrate)?);
     }
-    let ratios = ratios(&variants);
     let results = Results {
         footage: args.footage.clone(),
         width: w,
         height: h,
-        fps,
+        fps: ctx.fps(),
         frames,
         bitrate_kbps: args.bitrate,
+        derived_bitrate_kbps: EncoderConfig::default().bitrate_for(w, h, rate),
+        ratios: ratios(&variants),
         variants,
-        ratios,
     };
     std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&results)?)?;
     if args.json {
@@ -444,6 +403,124 @@ pub fn run(args: BenchArgs) -> Result<()> {
         print!("{}", table(&results));
     }
     Ok(())
+}
+
+/// The name of the Telescope variant of profile `p` at `bitrate` (0: derived).
+fn telescope_name(p: EncoderProfile, bitrate: u32) -> String {
+    if bitrate == 0 {
+        format!("telescope[{}, no bitrate]", p.name())
+    } else {
+        format!("telescope[{}]", p.name())
+    }
+}
+
+impl Ctx {
+    fn fps(&self) -> String {
+        format!("{}/{}", self.rate.num(), self.rate.den())
+    }
+
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Run one variant's process and measure it.
+    fn measure(&self, name: &str, cmd: &mut Command, out: &Path) -> Result<Variant> {
+        let v = self.variant(name, run_measured(cmd)?, out)?;
+        self.say(&format!("  measured {}", v.name));
+        Ok(v)
+    }
+
+    /// `gst-launch[P]`: the raw pipeline with profile P's x264 settings.
+    fn gst_launch(&self, p: EncoderProfile, bitrate: u32) -> Result<Variant> {
+        let (w, h) = (self.w, self.h);
+        let name = format!("gst-launch[{}]", p.name());
+        let out = self.out(&name);
+        let pipeline = format!(
+            "filesrc location={} blocksize={} ! rawvideoparse format=bgr width={w} height={h} \
+             framerate={} ! videoconvert ! x264enc {} ! video/x-h264,profile=high ! h264parse \
+             ! matroskamux ! filesink location={}",
+            self.raw.display(),
+            w as usize * h as usize * 3,
+            self.fps(),
+            x264_settings(p, bitrate, w, h, self.rate),
+            out.display()
+        );
+        let mut cmd = Command::new("gst-launch-1.0");
+        cmd.arg("-q").args(pipeline.split_whitespace());
+        self.measure(&name, &mut cmd, &out)
+    }
+
+    /// `telescope[P]`: this binary's `bench-run` with profile P at `bitrate` (0: derived).
+    fn telescope(&self, p: EncoderProfile, bitrate: u32) -> Result<Variant> {
+        let name = telescope_name(p, bitrate);
+        let out = self.out(&name);
+        let exe = std::env::current_exe().context("locating this binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("bench-run")
+            .arg(&self.raw)
+            .args([
+                self.w.to_string(),
+                self.h.to_string(),
+                self.fps(),
+                p.name().to_owned(),
+                bitrate.to_string(),
+            ])
+            .arg(&out);
+        self.measure(&name, &mut cmd, &out)
+    }
+
+    /// The raw frames' size and rate, as `baseline.py` takes them.
+    fn dims(&self) -> [String; 4] {
+        [
+            self.w.to_string(),
+            self.h.to_string(),
+            self.rate.num().to_string(),
+            self.rate.den().to_string(),
+        ]
+    }
+
+    /// OpenCV's VideoWriter: the original as shipped, and with `balanced`'s x264 settings.
+    fn videowriters(&self, python: &str, bitrate: u32) -> Result<Vec<Variant>> {
+        let script = python_script()?;
+        // The same I420 input and High-profile output as Telescope's: without the caps,
+        // videoconvert and x264enc agree on 4:4:4 (High 4:4:4, which browsers do not play).
+        let balanced = format!(
+            "video/x-raw,format=I420 ! x264enc {} ! video/x-h264,profile=high",
+            x264_settings(EncoderProfile::Balanced, bitrate, self.w, self.h, self.rate)
+        );
+        let mut variants = Vec::new();
+        for (name, encode) in [
+            (ORIGINAL, original_encode(self.w, self.h, self.rate)),
+            ("python videowriter (balanced settings)", balanced),
+        ] {
+            let out = self.out(name);
+            let mut cmd = Command::new(python);
+            cmd.arg(&script)
+                .arg("videowriter")
+                .arg(&self.raw)
+                .args(self.dims())
+                .arg(&out)
+                .arg(encode);
+            variants.push(self.measure(name, &mut cmd, &out)?);
+        }
+        Ok(variants)
+    }
+
+    /// The telescope Python package, `balanced` at `bitrate`.
+    fn telescope_py(&self, python: &Path, bitrate: u32) -> Result<Variant> {
+        let name = "telescope-py[balanced]";
+        let out = self.out(name);
+        let mut cmd = Command::new(python);
+        cmd.arg(python_script()?)
+            .arg("telescope")
+            .arg(&self.raw)
+            .args(self.dims())
+            .arg(&out)
+            .args(["balanced", &bitrate.to_string()]);
+        self.measure(name, &mut cmd, &out)
+    }
 }
 
 fn find<'a>(variants: &'a [Variant], name: &str) -> Option<&'a Variant> {
@@ -466,12 +543,13 @@ fn ratios(variants: &[Variant]) -> Vec<(String, f64)> {
         ));
     }
     if let Some(orig) = find(variants, ORIGINAL) {
-        for p in EncoderProfile::ALL {
-            if let Some(t) = find(variants, &format!("telescope[{}]", p.name())) {
-                out.push((
-                    format!("telescope[{}] / python original CPU", p.name()),
-                    t.cpu_ms_per_frame / orig.cpu_ms_per_frame,
-                ));
+        for t in variants.iter().filter(|v| v.name.starts_with("telescope[")) {
+            out.push((
+                format!("{} / python original CPU", t.name),
+                t.cpu_ms_per_frame / orig.cpu_ms_per_frame,
+            ));
+            if let (Some(a), Some(b)) = (t.ssim, orig.ssim) {
+                out.push((format!("{} SSIM - python original SSIM", t.name), a - b));
             }
         }
     }
@@ -480,8 +558,8 @@ fn ratios(variants: &[Variant]) -> Vec<(String, f64)> {
 
 fn table(r: &Results) -> String {
     let mut s = format!(
-        "\n{} frames of {}x{} at {} fps, target {} kbit/s\n\n",
-        r.frames, r.width, r.height, r.fps, r.bitrate_kbps
+        "\n{} frames of {}x{} at {} fps, target {} kbit/s (no bitrate: {} kbit/s)\n\n",
+        r.frames, r.width, r.height, r.fps, r.bitrate_kbps, r.derived_bitrate_kbps
     );
     s.push_str(&format!(
         "{:<40} {:>9} {:>9} {:>7} {:>8} {:>7} {:>7}\n",
@@ -501,7 +579,7 @@ fn table(r: &Results) -> String {
     }
     s.push('\n');
     for (name, ratio) in &r.ratios {
-        s.push_str(&format!("{name:<52} {ratio:>6.3}\n"));
+        s.push_str(&format!("{name:<62} {ratio:>7.3}\n"));
     }
     s
 }
@@ -536,7 +614,7 @@ pub fn run_one(args: BenchRunArgs) -> Result<()> {
             .size(args.width, args.height)
             .encoder(EncoderConfig {
                 kind: EncoderKind::X264,
-                bitrate_kbps: Some(args.bitrate),
+                bitrate_kbps: (args.bitrate > 0).then_some(args.bitrate),
                 ..EncoderConfig::for_profile(profile)
             })
             .sink(SinkConfig::file(&args.out)?)
@@ -584,11 +662,29 @@ mod tests {
     fn profiles_spell_the_same_x264_settings_for_gst_launch() {
         let r = Rate::new(30000, 1001).unwrap();
         assert_eq!(
-            x264_settings(EncoderProfile::Balanced, 500, r),
-            "bitrate=500 key-int-max=60 bframes=0 speed-preset=superfast tune=zerolatency"
+            x264_settings(EncoderProfile::Balanced, 500, 1920, 1080, r),
+            "bitrate=500 key-int-max=60 bframes=0 speed-preset=superfast threads=1 \
+             psy-tune=ssim rc-lookahead=5"
         );
         assert_eq!(
-            x264_settings(EncoderProfile::Quality, 900, Rate::whole(10).unwrap()),
+            x264_settings(
+                EncoderProfile::EdgeLowCpu,
+                500,
+                768,
+                576,
+                Rate::whole(10).unwrap()
+            ),
+            "bitrate=500 key-int-max=45 bframes=0 speed-preset=ultrafast threads=1 \
+             tune=zerolatency"
+        );
+        assert_eq!(
+            x264_settings(
+                EncoderProfile::Quality,
+                900,
+                768,
+                576,
+                Rate::whole(10).unwrap()
+            ),
             "bitrate=900 key-int-max=45 bframes=0 speed-preset=faster subme=7 ref=3"
         );
         assert!("24000/1001".parse::<Rate>().is_ok());

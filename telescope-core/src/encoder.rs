@@ -90,20 +90,24 @@ impl H264Profile {
 }
 
 /// Named encoder settings, chosen from measurements (`benches/RESULTS.md`, `telescope bench`):
-/// CPU per frame and SSIM at the same bitrate, against the original Python pipeline (x264
-/// `medium`, no B-frames), whose CPU per frame is 100 %.
+/// CPU per frame and SSIM at the same bitrate, against the original Python telescope as it
+/// shipped (x264 `medium`, Baseline profile, no B-frames, key frame every 45 frames), whose CPU
+/// per frame is 100 %.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum EncoderProfile {
-    /// x264 `ultrafast`, `zerolatency`: about 15 % of the original's CPU; SSIM about 0.02 lower
-    /// than `balanced` (fine detail smears). For boxes that cannot spare more.
+    /// x264 `ultrafast`, `zerolatency`, one thread: about a quarter of the original's CPU, no
+    /// added latency; fine detail smears (SSIM about 0.03 below the original's at its bitrate).
+    /// For boxes that cannot spare more.
     EdgeLowCpu,
-    /// x264 `superfast`, `zerolatency` (the default): about 25 % of the original's CPU, SSIM
-    /// within 0.01 of it, no added latency.
+    /// x264 `superfast` with SSIM-tuned adaptive quantization (`psy-tune=ssim`), a 5-frame
+    /// lookahead for the macroblock tree (no `zerolatency`) and one thread (the default): about
+    /// 0.3 of the original's CPU per frame for the original's SSIM or better at its bitrate on
+    /// vtest.avi. The lookahead delays the stream by 5 frames (0.5 s at 10 fps, 0.17 s at 30).
     #[default]
     Balanced,
     /// x264 `faster` with `subme=7 ref=3`, frame lookahead (no `zerolatency`) and the
-    /// original's key frame every 4.5 s: the original's SSIM at about 60-85 % of its CPU. The
+    /// original's key frame every 4.5 s: SSIM 0.006 above the original's at about its CPU. The
     /// lookahead delays the stream by about 20 frames; KVS fragments last 4.5 s.
     Quality,
 }
@@ -145,6 +149,21 @@ impl EncoderProfile {
         }
     }
 
+    /// Frames encoded ahead before a frame comes out (x264's lookahead; 0 with `zerolatency`).
+    pub fn lookahead_frames(self) -> u32 {
+        match self {
+            EncoderProfile::EdgeLowCpu => 0,
+            EncoderProfile::Balanced => 5,
+            // `faster`'s rc-lookahead.
+            EncoderProfile::Quality => 20,
+        }
+    }
+
+    /// Whether x264 runs on one thread (up to [`SINGLE_THREAD_MAX_PIXEL_RATE`]).
+    fn single_thread(self) -> bool {
+        !matches!(self, EncoderProfile::Quality)
+    }
+
     /// x264 settings of this profile: preset, tune (empty for none), extra properties.
     fn x264(
         self,
@@ -155,27 +174,48 @@ impl EncoderProfile {
     ) {
         match self {
             EncoderProfile::EdgeLowCpu => ("ultrafast", "zerolatency", &[]),
-            EncoderProfile::Balanced => ("superfast", "zerolatency", &[]),
+            EncoderProfile::Balanced => (
+                "superfast",
+                "",
+                &[("psy-tune", "ssim"), ("rc-lookahead", "5")],
+            ),
             EncoderProfile::Quality => ("faster", "", &[("subme", "7"), ("ref", "3")]),
         }
     }
 }
+
+/// Pixels per second (1080p at 30 fps) up to which the `edge-low-cpu` and `balanced` profiles
+/// run x264 on one thread: threads cost CPU (about 5 % per frame on vtest.avi) and delay the
+/// stream by a frame each; one thread of the test VM encodes `superfast` 1080p at about 60 fps.
+pub const SINGLE_THREAD_MAX_PIXEL_RATE: u64 = 1920 * 1080 * 30;
+
+/// Key frames are at least this many frames apart by default (the original telescope's
+/// interval): at low rates a 2 s interval spends too much of the bitrate on key frames
+/// (SSIM 0.958 against 0.965 on vtest.avi at 10 fps and 500 kbit/s, `balanced`).
+pub const MIN_KEY_INT_FRAMES: u32 = 45;
 
 /// Encoder settings. Unset values are derived from the stream's rate and size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncoderConfig {
     /// Which encoder (default: automatic).
     pub kind: EncoderKind,
-    /// Target bitrate in kbit/s (default: 0.07 bit per pixel per frame, 200..=8000).
+    /// Target bitrate in kbit/s (default: [`EncoderConfig::bitrate_for`]'s rule,
+    /// 250 x megapixels^0.75 x fps^0.5, 200..=8000).
     pub bitrate_kbps: Option<u32>,
     /// Seconds between key frames (default 2, one per KVS fragment).
     pub key_frame_interval_secs: f64,
+    /// Fewest frames between key frames (default [`MIN_KEY_INT_FRAMES`]; 1 for none): the
+    /// interval is the longer of this and `key_frame_interval_secs`.
+    pub min_key_int_frames: u32,
     /// x264 speed preset (default `superfast`: the measured knee of CPU against quality).
     pub speed_preset: String,
-    /// x264 tuning (default `zerolatency`: no frame lookahead, no B-frames); empty for none.
+    /// x264 tuning flags (`zerolatency`, `stillimage`, `fastdecode`); empty for none.
     pub tune: String,
     /// Further x264 `property=value` settings (ignored by other encoders).
     pub x264_options: Vec<(String, String)>,
+    /// x264 on one thread while width x height x fps is at most this (`threads=1`); above it,
+    /// or when `None`, x264 chooses. An explicit `threads` in `x264_options` wins.
+    pub x264_single_thread_up_to: Option<u64>,
     /// Profile for software encoders (default high).
     pub profile: H264Profile,
     /// Extra `property=value` settings applied to the encoder element last, overriding the above.
@@ -196,28 +236,48 @@ impl EncoderConfig {
             kind: EncoderKind::Auto,
             bitrate_kbps: None,
             key_frame_interval_secs: profile.key_frame_interval_secs(),
+            min_key_int_frames: MIN_KEY_INT_FRAMES,
             speed_preset: preset.to_owned(),
             tune: tune.to_owned(),
             x264_options: options
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            x264_single_thread_up_to: profile
+                .single_thread()
+                .then_some(SINGLE_THREAD_MAX_PIXEL_RATE),
             profile: H264Profile::High,
             properties: Vec::new(),
         }
     }
 
-    /// The bitrate used for a stream of this size and rate.
+    /// The bitrate used for a stream of this size and rate: the configured one, else
+    /// 250 kbit/s x megapixels^0.75 x fps^0.5 (200..=8000). Sub-linear in both, because
+    /// consecutive frames share most of their content and large frames are smoother per pixel:
+    /// 430 kbit/s for 768x576 at 10 fps, 590 for 720x528 at 23.976, 1290 for 720p30, 2370 for
+    /// 1080p30 (SSIM at least 0.95 on each footage of `benches/RESULTS.md`). A rule linear in
+    /// pixels per second starved low rates: 310 kbit/s and SSIM 0.92 on vtest.avi.
     pub fn bitrate_for(&self, width: u32, height: u32, rate: Rate) -> u32 {
         self.bitrate_kbps.unwrap_or_else(|| {
-            let bits = f64::from(width) * f64::from(height) * rate.fps() * 0.07 / 1000.0;
-            (bits.round() as u32).clamp(200, 8000)
+            let megapixels = f64::from(width) * f64::from(height) / 1e6;
+            let kbps = 250.0 * megapixels.powf(0.75) * rate.fps().sqrt();
+            (kbps.round() as u32).clamp(200, 8000)
         })
     }
 
     /// Frames between key frames at this rate.
     pub fn key_int_for(&self, rate: Rate) -> u32 {
-        ((rate.fps() * self.key_frame_interval_secs).round() as u32).max(1)
+        ((rate.fps() * self.key_frame_interval_secs).round() as u32)
+            .max(self.min_key_int_frames)
+            .max(1)
+    }
+
+    /// x264's `threads` for a stream of this size and rate (`None`: x264 chooses).
+    pub fn x264_threads_for(&self, width: u32, height: u32, rate: Rate) -> Option<u32> {
+        let pixel_rate = f64::from(width) * f64::from(height) * rate.fps();
+        self.x264_single_thread_up_to
+            .filter(|max| pixel_rate <= *max as f64)
+            .map(|_| 1)
     }
 }
 
@@ -322,6 +382,9 @@ pub(crate) fn build(
             enc.set_property("key-int-max", key_int);
             enc.set_property("bframes", 0u32);
             set_from_str(&enc, "speed-preset", &config.speed_preset)?;
+            if let Some(threads) = config.x264_threads_for(width, height, rate) {
+                enc.set_property("threads", threads);
+            }
             if !config.tune.is_empty() {
                 set_from_str(&enc, "tune", &config.tune)?;
             }
@@ -395,10 +458,36 @@ mod tests {
     fn derived_settings_follow_rate_and_size() {
         let c = EncoderConfig::default();
         let r = Rate::new(30000, 1001).unwrap();
+        let ten = Rate::whole(10).unwrap();
         assert_eq!(c.key_int_for(r), 60);
-        assert_eq!(c.bitrate_for(768, 576, Rate::whole(10).unwrap()), 310);
+        // At low rates, the original's 45 frames rather than 2 s.
+        assert_eq!(c.key_int_for(ten), 45);
+        assert_eq!(
+            EncoderConfig {
+                min_key_int_frames: 1,
+                ..c.clone()
+            }
+            .key_int_for(ten),
+            20
+        );
+        assert_eq!(c.bitrate_for(768, 576, ten), 429);
+        assert_eq!(c.bitrate_for(720, 528, "24000/1001".parse().unwrap()), 593);
+        assert_eq!(c.bitrate_for(1280, 720, Rate::whole(30).unwrap()), 1288);
+        assert_eq!(c.bitrate_for(1920, 1080, Rate::whole(30).unwrap()), 2366);
         assert_eq!(c.bitrate_for(64, 64, r), 200);
-        assert_eq!(c.bitrate_for(3840, 2160, r), 8000);
+        assert_eq!(c.bitrate_for(7680, 4320, r), 8000);
+        assert_eq!(
+            c.x264_threads_for(1920, 1080, Rate::whole(30).unwrap()),
+            Some(1)
+        );
+        assert_eq!(
+            c.x264_threads_for(3840, 2160, Rate::whole(30).unwrap()),
+            None
+        );
+        assert_eq!(
+            EncoderConfig::for_profile(EncoderProfile::Quality).x264_threads_for(64, 64, ten),
+            None
+        );
         assert_eq!(
             EncoderConfig {
                 bitrate_kbps: Some(900),
