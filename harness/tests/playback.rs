@@ -317,30 +317,14 @@ fn media_that_cannot_be_played_back_is_refused_with_the_services_errors() {
     }
 }
 
-#[test]
-fn the_viewer_plays_a_stream_in_headless_chromium() {
-    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have chromium and chromium-driver (ci/setup installs them)"
-        );
-        eprintln!("skipped: Debian's chromium and chromium-driver are not installed");
-        return;
-    }
-    let Some(python) = python(true) else { return };
-    let (_mock, url, _dir) = stream_written("porch");
-    // The index lists the stream.
-    let (status, page) = get(&format!("{url}/"));
-    assert_eq!(status, 200);
-    assert!(page.contains("hls.light.min.js"), "{page}");
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playback");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("viewer.png");
+/// Open `page` in headless Chromium until its video has played two seconds; what it saw,
+/// checked for playback (time advancing, frames decoded, thumbnails, the producer time shown).
+fn watch(python: &Path, page: &str, shot: &Path) -> serde_json::Value {
     let seen = run_json(
-        &python,
+        python,
         &[
             script("viewer_plays.py").to_str().unwrap(),
-            &format!("{url}/?stream=porch"),
+            page,
             shot.to_str().unwrap(),
             "2",
         ],
@@ -371,4 +355,54 @@ fn the_viewer_plays_a_stream_in_headless_chromium() {
         "a screenshot is kept"
     );
     eprintln!("viewer screenshot: {}", shot.display());
+    seen
+}
+
+#[test]
+fn the_viewer_plays_a_stream_in_headless_chromium() {
+    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromium and chromium-driver (ci/setup installs them)"
+        );
+        eprintln!("skipped: Debian's chromium and chromium-driver are not installed");
+        return;
+    }
+    let Some(python) = python(true) else { return };
+    let (_mock, url, _dir) = stream_written("porch");
+    // The index lists the stream.
+    let (status, page) = get(&format!("{url}/"));
+    assert_eq!(status, 200);
+    assert!(page.contains("hls.light.min.js"), "{page}");
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playback");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let seen = watch(
+        &python,
+        &format!("{url}/?stream=porch"),
+        &artifacts.join("viewer.png"),
+    );
+    assert_eq!(seen["last"]["mode"], "LIVE", "written moments ago: live");
+    // From a time, the deep link's `start`: the second fragment's start, paced as live.
+    let (_, _, listed) = post(&url, "listFragments", r#"{"StreamName":"porch"}"#);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let mut starts: Vec<f64> = listed["Fragments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["ProducerTimestamp"].as_f64().unwrap())
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    let from_ms = (starts[1] * 1000.0).round() as u64;
+    let from = watch(
+        &python,
+        &format!("{url}/?stream=porch&start={from_ms}"),
+        &artifacts.join("viewer-from-a-time.png"),
+    );
+    assert_eq!(from["last"]["mode"], "LIVE_REPLAY", "{from}");
+    // What plays is the producer's time from the asked one on, not the stream's start.
+    let playing = from["last"]["playing_ms"].as_u64().unwrap();
+    assert!(
+        (from_ms..from_ms + 10_000).contains(&playing),
+        "playing {playing}, asked {from_ms}: {from}"
+    );
 }

@@ -30,7 +30,7 @@ const q = v && v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
 const s = window.telescopeViewer || {};
 return {t: v ? v.currentTime : -1, frames: q ? q.totalVideoFrames : -1,
         dropped: q ? q.droppedVideoFrames : -1, state: s.state || '', mode: s.mode || '',
-        errors: s.errors || [], thumbnails: s.thumbnails || 0,
+        errors: s.errors || [], thumbnails: s.thumbnails || 0, playing_ms: s.playingMs || 0,
         stamp: (document.getElementById('stamp') || {}).textContent || '',
         fragment: (document.getElementById('fragment') || {}).textContent || '',
         width: v ? v.videoWidth : 0, height: v ? v.videoHeight : 0};
