@@ -568,3 +568,21 @@ def test_budgets_judge_the_run_with_exit_code_1_when_broken(tmp_path):
     (v,) = report(tmp_path)["verdicts"]
     assert v["budget"] == "rss" and not v["pass"] and v["measured"] > 1
     assert "FAIL" in broken.stdout
+
+
+def test_the_hdmi_tiling_scales_each_camera_nearest_neighbour():
+    from panoramasdk._run import tile
+
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8),
+              rng.integers(0, 255, (33, 51, 3), dtype=np.uint8),
+              rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)]
+    out = tile(frames)
+    assert out.shape == (48, 64, 3)  # the size of the first, a 2x2 grid of 24x32 tiles
+    for i, f in enumerate(frames):
+        r, c = divmod(i, 2)
+        fh, fw = f.shape[:2]
+        want = np.array([[f[y * fh // 24, x * fw // 32] for x in range(32)] for y in range(24)])
+        assert (out[r * 24:(r + 1) * 24, c * 32:(c + 1) * 32] == want).all(), i
+    assert not out[24:, 32:].any()  # the fourth tile has no camera
+    assert tile(frames[:1]) is frames[0]

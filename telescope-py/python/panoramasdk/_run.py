@@ -271,11 +271,20 @@ def tile(frames: List[np.ndarray]) -> np.ndarray:
     out = np.zeros((h, w, 3), np.uint8)
     for i, f in enumerate(frames):
         r, c = divmod(i, cols)
-        fh, fw = f.shape[:2]
-        ys = (np.arange(th) * fh // th).clip(0, fh - 1)
-        xs = (np.arange(tw) * fw // tw).clip(0, fw - 1)
-        out[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = f[ys][:, xs]
+        out[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = _nearest(f, th, tw)
     return out
+
+
+def _nearest(f: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """``f`` (HxWx3 uint8) scaled to ``th`` x ``tw``, nearest neighbour. Whole rows are
+    taken first, then the columns' bytes: indexing pixel by pixel (``f[ys][:, xs]``) made
+    tiling four 1080p frames cost 200 ms."""
+    fh, fw = f.shape[:2]
+    ys = (np.arange(th) * fh // th).clip(0, fh - 1)
+    xs = (np.arange(tw) * fw // tw).clip(0, fw - 1)
+    rows = np.take(np.ascontiguousarray(f).reshape(fh, fw * 3), ys, axis=0)
+    columns = (xs[:, None] * 3 + np.arange(3)[None, :]).ravel()
+    return np.take(rows, columns, axis=1).reshape(th, tw, 3)
 
 
 def parser() -> argparse.ArgumentParser:
