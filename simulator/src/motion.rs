@@ -117,6 +117,25 @@ impl MotionApp {
             return Err(MotionError::Format(frame.format()));
         }
         let (w, h) = (frame.width(), frame.height());
+        let blurred = self.work_image(frame)?;
+        let background = match self.backgrounds.get_mut(camera) {
+            Some(b) if b.size == (w, h) => b,
+            _ => {
+                let mut model = Mat::default();
+                blurred.convert_to(&mut model, CV_32F, 1.0, 0.0)?;
+                let size = (w, h);
+                self.backgrounds
+                    .insert(camera.to_owned(), Background { size, model });
+                return Ok(Vec::new());
+            }
+        };
+        let mask = foreground(&self.config, background, &blurred)?;
+        moving_boxes(&self.config, &mask)
+    }
+
+    /// The frame at the working width, grey and blurred.
+    fn work_image(&self, frame: &Frame) -> Result<Mat, MotionError> {
+        let (w, h) = (frame.width(), frame.height());
         // SAFETY: the frame holds `h` rows of `w` BGR pixels `stride` bytes apart (checked when
         // it was made); the Mat header lives only in this call and OpenCV only reads it.
         let image = unsafe {
@@ -150,76 +169,75 @@ impl MotionApp {
             0.0,
             BORDER_DEFAULT,
         )?;
-        let background = match self.backgrounds.get_mut(camera) {
-            Some(b) if b.size == (w, h) => b,
-            _ => {
-                let mut model = Mat::default();
-                blurred.convert_to(&mut model, CV_32F, 1.0, 0.0)?;
-                self.backgrounds.insert(
-                    camera.to_owned(),
-                    Background {
-                        size: (w, h),
-                        model,
-                    },
-                );
-                return Ok(Vec::new());
-            }
-        };
-        let mut reference = Mat::default();
-        background
-            .model
-            .convert_to(&mut reference, CV_8U, 1.0, 0.0)?;
-        let mut diff = Mat::default();
-        opencv::core::absdiff(&blurred, &reference, &mut diff)?;
-        imgproc::accumulate_weighted_def(
-            &blurred,
-            &mut background.model,
-            self.config.learning_rate.clamp(0.0, 1.0),
-        )?;
-        let mut mask = Mat::default();
-        imgproc::threshold(
-            &diff,
-            &mut mask,
-            self.config.threshold,
-            255.0,
-            imgproc::THRESH_BINARY,
-        )?;
-        let mut grown = Mat::default();
-        imgproc::dilate(
-            &mask,
-            &mut grown,
-            &Mat::default(),
-            Point::new(-1, -1),
-            2,
-            BORDER_DEFAULT,
-            imgproc::morphology_default_border_value()?,
-        )?;
-        let mut contours = Vector::<Vector<Point>>::new();
-        imgproc::find_contours_def(
-            &grown,
-            &mut contours,
-            imgproc::RETR_EXTERNAL,
-            imgproc::CHAIN_APPROX_SIMPLE,
-        )?;
-        let area = f64::from(work_w) * f64::from(work_h);
-        let (fw, fh) = (f64::from(work_w), f64::from(work_h));
-        let mut found: Vec<Moving> = Vec::new();
-        for c in contours.iter() {
-            let r: Rect = imgproc::bounding_rect(&c)?;
-            if f64::from(r.width) * f64::from(r.height) < self.config.min_area * area {
-                continue;
-            }
-            found.push(Moving {
-                x0: f64::from(r.x) / fw,
-                y0: f64::from(r.y) / fh,
-                x1: f64::from(r.x + r.width) / fw,
-                y1: f64::from(r.y + r.height) / fh,
-            });
-        }
-        // In reading order, so that runs compare equal whatever order OpenCV found them in.
-        found.sort_by(|a, b| a.y0.total_cmp(&b.y0).then(a.x0.total_cmp(&b.x0)));
-        Ok(found)
+        Ok(blurred)
     }
+}
+
+/// Pixels that differ from the background (grown a little), learning the frame into it.
+fn foreground(
+    config: &MotionConfig,
+    background: &mut Background,
+    blurred: &Mat,
+) -> Result<Mat, MotionError> {
+    let mut reference = Mat::default();
+    background
+        .model
+        .convert_to(&mut reference, CV_8U, 1.0, 0.0)?;
+    let mut diff = Mat::default();
+    opencv::core::absdiff(blurred, &reference, &mut diff)?;
+    imgproc::accumulate_weighted_def(
+        blurred,
+        &mut background.model,
+        config.learning_rate.clamp(0.0, 1.0),
+    )?;
+    let mut mask = Mat::default();
+    imgproc::threshold(
+        &diff,
+        &mut mask,
+        config.threshold,
+        255.0,
+        imgproc::THRESH_BINARY,
+    )?;
+    let mut grown = Mat::default();
+    imgproc::dilate(
+        &mask,
+        &mut grown,
+        &Mat::default(),
+        Point::new(-1, -1),
+        2,
+        BORDER_DEFAULT,
+        imgproc::morphology_default_border_value()?,
+    )?;
+    Ok(grown)
+}
+
+/// The boxes of the mask's blobs large enough to count, normalized, in reading order.
+fn moving_boxes(config: &MotionConfig, mask: &Mat) -> Result<Vec<Moving>, MotionError> {
+    let mut contours = Vector::<Vector<Point>>::new();
+    imgproc::find_contours_def(
+        mask,
+        &mut contours,
+        imgproc::RETR_EXTERNAL,
+        imgproc::CHAIN_APPROX_SIMPLE,
+    )?;
+    let (fw, fh) = (f64::from(mask.cols()), f64::from(mask.rows()));
+    let area = fw * fh;
+    let mut found: Vec<Moving> = Vec::new();
+    for c in contours.iter() {
+        let r: Rect = imgproc::bounding_rect(&c)?;
+        if f64::from(r.width) * f64::from(r.height) < config.min_area * area {
+            continue;
+        }
+        found.push(Moving {
+            x0: f64::from(r.x) / fw,
+            y0: f64::from(r.y) / fh,
+            x1: f64::from(r.x + r.width) / fw,
+            y1: f64::from(r.y + r.height) / fh,
+        });
+    }
+    // In reading order, so that runs compare equal whatever order OpenCV found them in.
+    found.sort_by(|a, b| a.y0.total_cmp(&b.y0).then(a.x0.total_cmp(&b.x0)));
+    Ok(found)
 }
 
 impl App for MotionApp {

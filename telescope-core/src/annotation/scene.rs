@@ -272,105 +272,121 @@ impl Scene {
     /// outside [0, 1] are fine: drawing clips them at the image edge.
     pub fn validate(&self) -> Result<(), SceneError> {
         for (index, a) in self.annotations.iter().enumerate() {
-            let points: Vec<Point> = match a {
-                Annotation::Label { at, .. }
-                | Annotation::Marker { at, .. }
-                | Annotation::Timestamp { at, .. } => vec![*at],
-                Annotation::Line { from, to, .. } => vec![*from, *to],
-                Annotation::Polyline { points, .. } => points.clone(),
-                Annotation::Rect { rect, .. } | Annotation::BoundingBox { rect, .. } => {
-                    if !rect.is_finite() {
-                        return Err(SceneError::NotFinite { index });
-                    }
-                    if rect.is_inverted() {
-                        return Err(SceneError::InvertedRect {
-                            index,
-                            x0: rect.0,
-                            y0: rect.1,
-                            x1: rect.2,
-                            y1: rect.3,
-                        });
-                    }
-                    vec![]
-                }
-            };
-            if points.iter().any(|p| !p.is_finite()) {
-                return Err(SceneError::NotFinite { index });
-            }
-            let text = match a {
-                Annotation::Label { text, .. } => Some(("the text", text)),
-                Annotation::BoundingBox { label: Some(l), .. } => Some(("the label", l)),
-                Annotation::Timestamp {
-                    format: Some(f), ..
-                } => Some(("the format", f)),
-                _ => None,
-            };
-            if let Some((what, text)) = text {
-                // Counted only up to the limit: a 10 MB string is refused just as fast.
-                let chars = text.chars().take(MAX_TEXT_CHARS + 1).count();
-                if chars > MAX_TEXT_CHARS {
-                    return Err(SceneError::TextTooLong {
-                        index,
-                        what,
-                        chars: text.chars().count(),
-                    });
-                }
-            }
-            let range = |what: &str, v: f64, max: f64| {
-                if v.is_finite() && v > 0.0 && v <= max {
-                    Ok(())
-                } else {
-                    Err(SceneError::OutOfRange {
-                        index,
-                        what: format!("{what} {v} must be in (0, {max}]"),
-                    })
-                }
-            };
-            match a {
-                Annotation::Label { size, .. } => range("text size", *size, 1.0)?,
-                Annotation::Marker { size, .. } => range("marker size", *size, 1.0)?,
-                Annotation::Rect { thickness, .. }
-                | Annotation::Line { thickness, .. }
-                | Annotation::Polyline { thickness, .. } => {
-                    range("thickness", f64::from(*thickness), 100.0)?
-                }
-                Annotation::BoundingBox {
-                    confidence: Some(c),
-                    ..
-                } if !(0.0..=1.0).contains(c) => {
-                    return Err(SceneError::OutOfRange {
-                        index,
-                        what: format!("confidence {c} must be in [0, 1]"),
-                    });
-                }
-                Annotation::Timestamp {
-                    size, format, time, ..
-                } => {
-                    range("text size", *size, 1.0)?;
-                    if let Some(f) = format
-                        .as_ref()
-                        .filter(|f| time::format_description::parse_owned::<2>(f).is_err())
-                    {
-                        return Err(SceneError::BadFormat {
-                            index,
-                            format: f.clone(),
-                        });
-                    }
-                    let rfc3339 = &time::format_description::well_known::Rfc3339;
-                    if let Some(t) = time
-                        .as_ref()
-                        .filter(|t| time::OffsetDateTime::parse(t, rfc3339).is_err())
-                    {
-                        return Err(SceneError::BadTime {
-                            index,
-                            time: t.clone(),
-                        });
-                    }
-                }
-                _ => {}
-            }
+            validate_geometry(index, a)?;
+            validate_text(index, a)?;
+            validate_ranges(index, a)?;
         }
         Ok(())
+    }
+}
+
+/// Finite coordinates and upright rectangles.
+fn validate_geometry(index: usize, a: &Annotation) -> Result<(), SceneError> {
+    let points: Vec<Point> = match a {
+        Annotation::Label { at, .. }
+        | Annotation::Marker { at, .. }
+        | Annotation::Timestamp { at, .. } => vec![*at],
+        Annotation::Line { from, to, .. } => vec![*from, *to],
+        Annotation::Polyline { points, .. } => points.clone(),
+        Annotation::Rect { rect, .. } | Annotation::BoundingBox { rect, .. } => {
+            if !rect.is_finite() {
+                return Err(SceneError::NotFinite { index });
+            }
+            if rect.is_inverted() {
+                return Err(SceneError::InvertedRect {
+                    index,
+                    x0: rect.0,
+                    y0: rect.1,
+                    x1: rect.2,
+                    y1: rect.3,
+                });
+            }
+            vec![]
+        }
+    };
+    if points.iter().any(|p| !p.is_finite()) {
+        return Err(SceneError::NotFinite { index });
+    }
+    Ok(())
+}
+
+/// Texts, labels and formats no longer than [`MAX_TEXT_CHARS`].
+fn validate_text(index: usize, a: &Annotation) -> Result<(), SceneError> {
+    let text = match a {
+        Annotation::Label { text, .. } => Some(("the text", text)),
+        Annotation::BoundingBox { label: Some(l), .. } => Some(("the label", l)),
+        Annotation::Timestamp {
+            format: Some(f), ..
+        } => Some(("the format", f)),
+        _ => None,
+    };
+    if let Some((what, text)) = text {
+        // Counted only up to the limit: a 10 MB string is refused just as fast.
+        let chars = text.chars().take(MAX_TEXT_CHARS + 1).count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(SceneError::TextTooLong {
+                index,
+                what,
+                chars: text.chars().count(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sizes, thicknesses and confidences in range; timestamp formats and times that parse.
+fn validate_ranges(index: usize, a: &Annotation) -> Result<(), SceneError> {
+    let range = |what: &str, v: f64, max: f64| {
+        if v.is_finite() && v > 0.0 && v <= max {
+            Ok(())
+        } else {
+            Err(SceneError::OutOfRange {
+                index,
+                what: format!("{what} {v} must be in (0, {max}]"),
+            })
+        }
+    };
+    match a {
+        Annotation::Label { size, .. } => range("text size", *size, 1.0),
+        Annotation::Marker { size, .. } => range("marker size", *size, 1.0),
+        Annotation::Rect { thickness, .. }
+        | Annotation::Line { thickness, .. }
+        | Annotation::Polyline { thickness, .. } => {
+            range("thickness", f64::from(*thickness), 100.0)
+        }
+        Annotation::BoundingBox {
+            confidence: Some(c),
+            ..
+        } if !(0.0..=1.0).contains(c) => Err(SceneError::OutOfRange {
+            index,
+            what: format!("confidence {c} must be in [0, 1]"),
+        }),
+        Annotation::Timestamp {
+            size, format, time, ..
+        } => {
+            range("text size", *size, 1.0)?;
+            if let Some(f) = format
+                .as_ref()
+                .filter(|f| time::format_description::parse_owned::<2>(f).is_err())
+            {
+                return Err(SceneError::BadFormat {
+                    index,
+                    format: f.clone(),
+                });
+            }
+            let rfc3339 = &time::format_description::well_known::Rfc3339;
+            if let Some(t) = time
+                .as_ref()
+                .filter(|t| time::OffsetDateTime::parse(t, rfc3339).is_err())
+            {
+                return Err(SceneError::BadTime {
+                    index,
+                    time: t.clone(),
+                });
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
