@@ -273,10 +273,15 @@ fn cameras(s: &mut String, runs: &[(String, &Report)]) {
 }
 
 fn camera_row(s: &mut String, label: &str, c: &CameraReport) {
-    let dropped: u64 = c.dropped.values().sum();
-    let kvs = c.kvs.iter().fold((0, 0, 0), |(p, f, r), k| {
-        (p + k.persisted, f + k.fragments, r + k.resent)
-    });
+    let t = &c.telescope;
+    let dropped = t.dropped_total();
+    let kvs = c
+        .kvs
+        .iter()
+        .map(|k| &k.delivery)
+        .fold((0, 0, 0), |(p, f, r), k| {
+            (p + k.persisted, f + k.fragments, r + k.resent)
+        });
     let _ = write!(
         s,
         "<tr><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{dropped}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.0} / {:.0} / {:.0}</td><td>{} / {} / {}</td><td>{} / {}</td><td>{}</td></tr>",
@@ -285,9 +290,9 @@ fn camera_row(s: &mut String, label: &str, c: &CameraReport) {
         c.frames_in,
         c.camera_lost,
         c.superseded,
-        c.frames_put,
-        c.frames_out,
-        c.frames_duplicated,
+        t.frames_put,
+        t.frames_out,
+        t.frames_duplicated,
         c.input_fps,
         c.output_fps,
         c.put_latency_us.p50,
@@ -298,7 +303,7 @@ fn camera_row(s: &mut String, label: &str, c: &CameraReport) {
         kvs.2,
         c.rtsp_clients,
         c.rtsp_delivered,
-        escape(c.encoder.as_deref().unwrap_or("-"))
+        escape(t.encoder.as_deref().unwrap_or("-"))
     );
 }
 

@@ -905,7 +905,7 @@ fn collect(args: &ReplayArgs, outputs: &Outputs, measured: Measured) -> (Report,
                 lane.telescope.stats()
             }
         };
-        cameras.push(camera_report(lane, cam, &stats, node.elapsed));
+        cameras.push(camera_report(lane, cam, stats, node.elapsed));
     }
     if let Some(hdmi) = &outputs.hdmi {
         if let Err(e) = hdmi.telescope.stop() {
@@ -1007,7 +1007,7 @@ pub fn print_verdicts(report: &Report) {
 fn camera_report(
     lane: &Lane,
     cam: &simulator::node::CameraStats,
-    s: &Stats,
+    stats: Stats,
     elapsed: Duration,
 ) -> CameraReport {
     let seconds = elapsed.as_secs_f64().max(1e-9);
@@ -1018,73 +1018,48 @@ fn camera_report(
         camera_lost: cam.lost,
         superseded: cam.superseded,
         pending: cam.pending,
-        frames_put: s.frames_put,
-        frames_pushed: s.frames_pushed,
-        frames_out: s.frames_out,
-        frames_duplicated: s.frames_duplicated,
-        frames_rate_dropped: s.frames_rate_dropped,
-        dropped: s
-            .dropped
-            .iter()
-            .map(|(r, n)| (r.name().to_owned(), *n))
-            .collect(),
         cached_iterations: cam.cached,
         unavailable_iterations: cam.unavailable,
         input_fps: cam.delivered as f64 / seconds,
         input_interval_ms: Percentiles::of(&cam.intervals_us, 1e-3),
-        output_fps: s.frames_out as f64 / seconds,
+        output_fps: stats.frames_out as f64 / seconds,
         put_latency_us: Percentiles::of(&lane.put_ns, 1e-3),
-        rate: s.estimate.map(|e| e.rate.to_string()),
-        width: s.estimate.map(|e| e.width),
-        height: s.estimate.map(|e| e.height),
-        warmup_frames: s.estimate.map(|e| e.frames),
-        encoder: s.encoder.clone(),
-        restarts: s.restarts,
-        last_error: s.last_error.clone(),
+        telescope: stats,
         kvs: lane
             .kvs
             .iter()
-            .map(|k| {
-                let st = k.stats();
-                KvsReport {
-                    stream: k.stream_name().to_owned(),
-                    fragments: st.fragments,
-                    sent: st.sent,
-                    received: st.received,
-                    persisted: st.persisted,
-                    resent: st.resent,
-                    evicted: st.evicted,
-                    rejected: st.rejected,
-                    connections: st.connections,
-                    errors: st.errors,
-                    bytes_sent: st.bytes_sent,
-                    ack_latency_ms_max: st.ack_latency_ms_max,
-                }
+            .map(|k| KvsReport {
+                stream: k.stream_name().to_owned(),
+                delivery: k.stats(),
             })
             .collect(),
         rtsp_clients: lane.rtsp.iter().map(|r| r.stats().clients_total).sum(),
-        rtsp_delivered: lane
-            .rtsp
-            .iter()
-            .flat_map(|r| r.stats().mounts)
-            .filter(|m| {
-                lane.telescope
-                    .config()
-                    .sinks
-                    .iter()
-                    .any(|s| matches!(s, SinkConfig::Rtsp(mount) if mount.path() == m.path))
-            })
-            .map(|m| m.delivered)
-            .sum(),
+        rtsp_delivered: rtsp_delivered(lane),
         put_latency_histogram_us: crate::report::log_histogram(&lane.put_ns, 1e-3),
     }
 }
 
+/// Access units the lane's own RTSP mounts handed to their media.
+fn rtsp_delivered(lane: &Lane) -> u64 {
+    let sinks = &lane.telescope.config().sinks;
+    lane.rtsp
+        .iter()
+        .flat_map(|r| r.stats().mounts)
+        .filter(|m| {
+            sinks
+                .iter()
+                .any(|s| matches!(s, SinkConfig::Rtsp(mount) if mount.path() == m.path))
+        })
+        .map(|m| m.delivered)
+        .sum()
+}
+
 fn print_summary(report: &Report, lanes: &[Lane]) {
     for (c, lane) in report.cameras.iter().zip(lanes) {
-        let size = match (c.width, c.height) {
-            (Some(w), Some(h)) => format!("{w}x{h}"),
-            _ => "?".into(),
+        let t = &c.telescope;
+        let size = match t.estimate {
+            Some(e) => format!("{}x{}", e.width, e.height),
+            None => "?".into(),
         };
         println!(
             "camera {}: replayed {} frames of {} in {:.1} s: {} fps, {}, encoder {}",
@@ -1092,23 +1067,23 @@ fn print_summary(report: &Report, lanes: &[Lane]) {
             c.frames_in,
             c.source,
             report.wall_seconds,
-            c.rate.as_deref().unwrap_or("?"),
+            t.estimate.map_or("?".into(), |e| e.rate.to_string()),
             size,
-            c.encoder.as_deref().unwrap_or("?")
+            t.encoder.as_deref().unwrap_or("?")
         );
         let drops: Vec<String> = DropReason::ALL
             .iter()
             .filter_map(|r| {
-                let n = c.dropped.get(r.name()).copied().unwrap_or(0);
+                let n = t.dropped(*r);
                 (n > 0).then(|| format!("{n} {}", r.name()))
             })
             .collect();
         println!(
             "  frames: {} put, {} encoded out, {} duplicated, {} dropped by rate, {} superseded, dropped: {}",
-            c.frames_put,
-            c.frames_out,
-            c.frames_duplicated,
-            c.frames_rate_dropped,
+            t.frames_put,
+            t.frames_out,
+            t.frames_duplicated,
+            t.frames_rate_dropped,
             c.superseded,
             if drops.is_empty() { "none".to_owned() } else { drops.join(", ") }
         );
@@ -1146,9 +1121,10 @@ fn print_summary(report: &Report, lanes: &[Lane]) {
             n => println!("  WARNING: {n} frames unaccounted for"),
         }
         for k in &c.kvs {
+            let d = &k.delivery;
             println!(
                 "  KVS {}: {} fragments, {} persisted, {} resent, {} evicted, {} rejected, {} connections",
-                k.stream, k.fragments, k.persisted, k.resent, k.evicted, k.rejected, k.connections
+                k.stream, d.fragments, d.persisted, d.resent, d.evicted, d.rejected, d.connections
             );
         }
     }

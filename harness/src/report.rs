@@ -142,21 +142,12 @@ impl Budgets {
     }
 }
 
-/// One KVS sink's delivery.
+/// One KVS sink's delivery: the stream and its uploader's counters as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KvsReport {
     pub stream: String,
-    pub fragments: u64,
-    pub sent: u64,
-    pub received: u64,
-    pub persisted: u64,
-    pub resent: u64,
-    pub evicted: u64,
-    pub rejected: u64,
-    pub connections: u64,
-    pub errors: u64,
-    pub bytes_sent: u64,
-    pub ack_latency_ms_max: u64,
+    #[serde(flatten)]
+    pub delivery: telescope::kvs::PutMediaStats,
 }
 
 /// One camera: from the source to the sinks.
@@ -172,16 +163,10 @@ pub struct CameraReport {
     pub superseded: u64,
     /// Frames read but not yet due when a --duration ended the run (0 or 1).
     pub pending: u64,
-    /// Frames the app received fresh and handed to Telescope.
-    pub frames_put: u64,
-    /// Frames Telescope pushed into its pipeline.
-    pub frames_pushed: u64,
-    /// Frames the encoder's constant-rate input emitted.
-    pub frames_out: u64,
-    pub frames_duplicated: u64,
-    pub frames_rate_dropped: u64,
-    /// Telescope's drops by reason (every reason, zero included).
-    pub dropped: BTreeMap<String, u64>,
+    /// The camera's Telescope at the end, its counters as they are (`telescope::Stats`:
+    /// frames put, pushed and out, drops by reason, the rate and size, the encoder...).
+    #[serde(flatten)]
+    pub telescope: telescope::Stats,
     /// Iterations in which the app got this camera's previous frame again.
     pub cached_iterations: u64,
     pub unavailable_iterations: u64,
@@ -193,13 +178,6 @@ pub struct CameraReport {
     pub output_fps: f64,
     /// Time `put` took, as the app's loop sees it.
     pub put_latency_us: Percentiles,
-    pub rate: Option<String>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub warmup_frames: Option<usize>,
-    pub encoder: Option<String>,
-    pub restarts: u64,
-    pub last_error: Option<String>,
     pub kvs: Vec<KvsReport>,
     pub rtsp_clients: u64,
     /// Access units each RTSP mount handed to its media (shared by its viewers).
@@ -214,11 +192,11 @@ impl CameraReport {
     /// Frames that vanished: read but neither lost, superseded, pending, encoded nor dropped
     /// with a reason. 0 when everything is accounted for.
     pub fn unaccounted(&self) -> i64 {
-        let dropped: u64 = self.dropped.values().sum();
+        let t = &self.telescope;
         (self.frames_in as i64
-            - (self.camera_lost + self.superseded + self.pending + self.frames_put) as i64)
+            - (self.camera_lost + self.superseded + self.pending + t.frames_put) as i64)
             .abs()
-            + (self.frames_put as i64 - (self.frames_pushed + dropped) as i64).abs()
+            + (t.frames_put as i64 - (t.frames_pushed + t.dropped_total()) as i64).abs()
     }
 }
 
@@ -387,10 +365,9 @@ pub const KEY_FIGURES: [Figure; 13] = [
             .map_or("-".into(), |p| format!("{:.1} %", p.rss_growth_percent))
     }),
     ("frames in / out", |r| {
-        let (i, o) = r
-            .cameras
-            .iter()
-            .fold((0, 0), |(i, o), c| (i + c.frames_in, o + c.frames_out));
+        let (i, o) = r.cameras.iter().fold((0, 0), |(i, o), c| {
+            (i + c.frames_in, o + c.telescope.frames_out)
+        });
         format!("{i} / {o}")
     }),
     ("app: frames / boxes / errors", |r| {
@@ -516,5 +493,49 @@ mod tests {
             ]
         );
         assert_eq!(v[2].measured, 2.5);
+    }
+
+    /// A camera as schema 1 wrote it before the layers' counters were embedded.
+    const OLD_CAMERA: &str = r#"{
+        "name": "0", "source": "a.avi", "frames_in": 31, "camera_lost": 2, "superseded": 0,
+        "pending": 1, "frames_put": 28, "frames_pushed": 27, "frames_out": 30,
+        "frames_duplicated": 2, "frames_rate_dropped": 0,
+        "dropped": {"failed": 0, "not_running": 0, "out_of_order": 0, "pipeline_refused": 0,
+                    "queue_full": 1, "size_mismatch": 0, "warmup_budget": 0},
+        "cached_iterations": 0, "unavailable_iterations": 0, "input_fps": 9.5,
+        "input_interval_ms": {"count": 1, "p50": 1.0, "p90": 1.0, "p99": 1.0, "max": 1.0},
+        "output_fps": 10.0,
+        "put_latency_us": {"count": 1, "p50": 1.0, "p90": 1.0, "p99": 1.0, "max": 1.0},
+        "rate": "30000/1001", "width": 160, "height": 120, "warmup_frames": 22,
+        "encoder": "x264enc", "restarts": 0, "last_error": null,
+        "kvs": [{"stream": "cam", "fragments": 5, "sent": 6, "received": 5, "persisted": 5,
+                 "resent": 1, "evicted": 0, "rejected": 0, "connections": 2, "errors": 1,
+                 "bytes_sent": 1000, "ack_latency_ms_max": 40}],
+        "rtsp_clients": 0
+    }"#;
+
+    #[test]
+    fn schema_1_cameras_read_back_and_keep_every_field() {
+        let old: serde_json::Value = serde_json::from_str(OLD_CAMERA).unwrap();
+        let camera: CameraReport = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(camera.telescope.frames_put, 28);
+        assert_eq!(
+            camera.telescope.dropped(telescope::DropReason::QueueFull),
+            1
+        );
+        assert_eq!(camera.kvs[0].delivery.resent, 1);
+        assert_eq!(camera.unaccounted(), 0);
+        // Written again, every field of the old schema is there with its value: fields are
+        // only ever added.
+        let again = serde_json::to_value(&camera).unwrap();
+        for (key, value) in old.as_object().unwrap() {
+            if key == "kvs" {
+                for (k, v) in value[0].as_object().unwrap() {
+                    assert_eq!(&again["kvs"][0][k], v, "kvs.{k}");
+                }
+            } else {
+                assert_eq!(&again[key], value, "{key}");
+            }
+        }
     }
 }

@@ -367,11 +367,11 @@ fn write_report(
 /// Per camera what reached KVS, the credentials issued, the verdicts.
 fn print_summary(report: &Report, endpoint: Option<&Endpoint>) {
     for c in &report.cameras {
-        let kvs = c.kvs.first();
+        let kvs = c.kvs.first().map(|k| &k.delivery);
         println!(
             "camera {}: {} frames out, {} fragments, {} persisted, {} resent, {} connections",
             c.name,
-            c.frames_out,
+            c.telescope.frames_out,
             kvs.map_or(0, |k| k.fragments),
             kvs.map_or(0, |k| k.persisted),
             kvs.map_or(0, |k| k.resent),
@@ -442,7 +442,7 @@ fn judge(report: &Report, args: &SoakArgs, mock: Option<&MockKvs>) -> Vec<Verdic
         let mut lost = 0i64;
         for c in &report.cameras {
             let (_, stored) = mock.stored(&format!("soak-{}", c.name));
-            lost += c.frames_out as i64 - stored as i64;
+            lost += c.telescope.frames_out as i64 - stored as i64;
         }
         out.push(verdict("frames lost", "frames", 0.0, lost.max(0) as f64));
     }
@@ -450,6 +450,7 @@ fn judge(report: &Report, args: &SoakArgs, mock: Option<&MockKvs>) -> Vec<Verdic
         .cameras
         .iter()
         .flat_map(|c| &c.kvs)
+        .map(|k| &k.delivery)
         .map(|k| k.fragments.saturating_sub(k.persisted) + k.evicted)
         .sum();
     out.push(verdict(

@@ -217,8 +217,8 @@ impl<F: FnMut(&mut [MediaStream])> App for F {
     }
 }
 
-/// What happened to one camera's frames.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What happened to one camera's frames (serialized without the intervals).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct CameraStats {
     /// Camera name.
     pub name: String,
@@ -236,6 +236,7 @@ pub struct CameraStats {
     /// Iterations in which the camera was flagged unavailable.
     pub unavailable: u64,
     /// Times between consecutive fresh frames, in microseconds.
+    #[serde(skip)]
     pub intervals_us: Vec<u64>,
     /// Frames read but not yet due when the run ended (0 or 1).
     pub pending: u64,
@@ -251,17 +252,22 @@ impl CameraStats {
     }
 }
 
-/// The outcome of a run.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The outcome of a run (serialized with `elapsed` in seconds).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct NodeReport {
     /// Per camera, in configuration order.
     pub cameras: Vec<CameraStats>,
     /// App iterations.
     pub iterations: u64,
     /// Node time at the end.
+    #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
     /// The run was stopped from outside.
     pub interrupted: bool,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// Why the node stopped with an error.
@@ -757,6 +763,12 @@ mod tests {
         // The largest gap between fresh frames is the stall.
         let max = stalls.intervals_us.iter().max().copied().unwrap_or(0);
         assert!(max >= 3_000_000, "{max}");
+        // Serialized as Python and reports read it: seconds, counts, no intervals.
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["elapsed"].as_f64(), Some(report.elapsed.as_secs_f64()));
+        assert_eq!(json["cameras"][0]["cached"], stalls.cached);
+        assert_eq!(json["cameras"][0]["name"], "stalls");
+        assert!(json["cameras"][0].get("intervals_us").is_none());
     }
 
     #[test]

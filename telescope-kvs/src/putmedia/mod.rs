@@ -61,8 +61,9 @@ impl PutMediaConfig {
     }
 }
 
-/// Delivery counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// Delivery counters (read back from reports: counters a report lacks are zero).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PutMediaStats {
     /// Fragments handed to the client.
     pub fragments: u64,
