@@ -320,13 +320,18 @@ fn media_that_cannot_be_played_back_is_refused_with_the_services_errors() {
 /// Open `page` in headless Chromium until its video has played two seconds; what it saw,
 /// checked for playback (time advancing, frames decoded, thumbnails, the producer time shown).
 fn watch(python: &Path, page: &str, shot: &Path) -> serde_json::Value {
+    watch_for(python, page, shot, 2)
+}
+
+/// `watch` until `seconds` have played.
+fn watch_for(python: &Path, page: &str, shot: &Path, seconds: u32) -> serde_json::Value {
     let seen = run_json(
         python,
         &[
             script("viewer_plays.py").to_str().unwrap(),
             page,
             shot.to_str().unwrap(),
-            "2",
+            &seconds.to_string(),
         ],
     );
     let (first, last) = (&seen["first"], &seen["last"]);
@@ -358,24 +363,74 @@ fn watch(python: &Path, page: &str, shot: &Path) -> serde_json::Value {
     seen
 }
 
-#[test]
-fn the_viewer_plays_a_stream_in_headless_chromium() {
+/// Python with Selenium when Debian's chromium and chromium-driver are installed.
+fn browser() -> Option<PathBuf> {
     if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have chromium and chromium-driver (ci/setup installs them)"
         );
         eprintln!("skipped: Debian's chromium and chromium-driver are not installed");
-        return;
+        return None;
     }
-    let Some(python) = python(true) else { return };
+    python(true)
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playback");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_viewer_follows_a_stream_live_while_it_is_written() {
+    let Some(python) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    gst_clip(&clip, 320, 240, "25/1", 500);
+    let (_mock, url) = testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), &[]);
+    // Twenty seconds of footage on the real clock.
+    let mut producer = replay_command(&clip, &url, "yard", false);
+    let _producer = ChildGuard(
+        producer
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while post(&url, "listFragments", r#"{"StreamName":"yard"}"#)
+        .2
+        .matches("FragmentNumber")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no fragments stored");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = watch_for(
+        &python,
+        &format!("{url}/?stream=yard"),
+        &artifacts().join("viewer-live.png"),
+        5,
+    );
+    assert_eq!(seen["last"]["mode"], "LIVE", "{seen}");
+    // Fragments stored after the page opened were played: the playlist grew under it.
+    assert_ne!(
+        seen["first"]["fragment"], seen["last"]["fragment"],
+        "{seen}"
+    );
+}
+
+#[test]
+fn the_viewer_plays_a_stream_in_headless_chromium() {
+    let Some(python) = browser() else { return };
     let (_mock, url, _dir) = stream_written("porch");
     // The index lists the stream.
     let (status, page) = get(&format!("{url}/"));
     assert_eq!(status, 200);
     assert!(page.contains("hls.light.min.js"), "{page}");
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playback");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = artifacts();
     let seen = watch(
         &python,
         &format!("{url}/?stream=porch"),
