@@ -10,7 +10,9 @@ use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use telescope_kvs::clock::{SystemWallClock, WallClock};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -522,7 +524,7 @@ fn authorize(ctx: &Ctx, parts: &http::request::Parts, body: Option<&[u8]>) -> Re
         key,
         secret,
         "kinesisvideo",
-        SystemTime::now(),
+        SystemWallClock.now(),
         None,
     )
     .map_err(|e| {

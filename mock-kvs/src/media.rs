@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use telescope_kvs::clock::{SystemWallClock, WallClock};
 
 use telescope_kvs::mkv;
 
@@ -98,10 +98,7 @@ impl Stats {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
+    SystemWallClock.unix_ms()
 }
 
 /// A time in milliseconds as KVS's tags write it: seconds with three decimals.

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use telescope_kvs::clock::{SystemWallClock, WallClock};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,9 +91,7 @@ impl Streams {
         tags: BTreeMap<String, String>,
     ) -> Stream {
         self.counter += 1;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = Duration::from_millis(SystemWallClock.unix_ms());
         let stream = Stream {
             name: name.to_owned(),
             arn: format!(
