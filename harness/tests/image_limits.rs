@@ -2,47 +2,7 @@
 //! `telescope annotate` and `replay images:` with an allocation failure; a 10 MB label took
 //! 100 s to draw. Both are refused up front with a one-line error.
 
-use std::path::Path;
 use std::process::{Command, Output};
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for b in bytes {
-        crc ^= u32::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A PNG whose header declares `width`x`height` RGB pixels, with one tiny IDAT.
-fn png_declaring(path: &Path, width: u32, height: u32) {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(
-        b"IDAT",
-        &[
-            0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x01,
-        ],
-    );
-    chunk(b"IEND", &[]);
-    std::fs::write(path, out).unwrap();
-}
 
 fn telescope(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_telescope"))
@@ -57,7 +17,7 @@ fn annotate_and_replay_refuse_image_bombs_with_one_line() {
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();
     let bomb = images.join("bomb.png");
-    png_declaring(&bomb, 100_000, 100_000);
+    std::fs::write(&bomb, testkit::png_declaring(100_000, 100_000)).unwrap();
     let scene = dir.path().join("scene.json");
     std::fs::write(&scene, r#"{"annotations":[]}"#).unwrap();
     let out = dir.path().join("out.png");

@@ -256,47 +256,6 @@ mod tests {
         ));
     }
 
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for b in bytes {
-            crc ^= u32::from(*b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-
-    /// A valid PNG header declaring `width`x`height` RGB pixels, one tiny IDAT, IEND: a few
-    /// dozen bytes.
-    pub(crate) fn png_declaring(width: u32, height: u32) -> Vec<u8> {
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        let mut chunk = |kind: &[u8], data: &[u8]| {
-            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            let mut body = kind.to_vec();
-            body.extend_from_slice(data);
-            out.extend_from_slice(&body);
-            out.extend_from_slice(&crc32(&body).to_be_bytes());
-        };
-        let mut ihdr = width.to_be_bytes().to_vec();
-        ihdr.extend_from_slice(&height.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        chunk(b"IHDR", &ihdr);
-        // zlib: an empty stored block.
-        chunk(
-            b"IDAT",
-            &[
-                0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x01,
-            ],
-        );
-        chunk(b"IEND", &[]);
-        out
-    }
-
     #[test]
     fn image_bombs_are_refused_from_their_header_before_decoding() {
         let dir = tempfile::tempdir().unwrap();
@@ -304,7 +263,7 @@ mod tests {
         // 40 GB declared (aborted the process before), then 0.9 Gpx within the u32 range, then
         // one side too long with few pixels.
         for (w, h) in [(100_000, 100_000), (30_000, 30_000), (20_000, 10)] {
-            std::fs::write(&p, png_declaring(w, h)).unwrap();
+            std::fs::write(&p, testkit::png_declaring(w, h)).unwrap();
             match read_png(&p) {
                 Err(ImageError::TooLarge { width, height, .. }) => {
                     assert_eq!((width, height), (u64::from(w), u64::from(h)))
@@ -318,7 +277,7 @@ mod tests {
             "{message}"
         );
         // Within the limits, the same header is an ordinary (truncated) PNG: a decode error.
-        std::fs::write(&p, png_declaring(64, 48)).unwrap();
+        std::fs::write(&p, testkit::png_declaring(64, 48)).unwrap();
         assert!(matches!(read_png(&p), Err(ImageError::Decode { .. })));
     }
 
