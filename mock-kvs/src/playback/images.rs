@@ -41,6 +41,45 @@ struct Ask {
     from: usize,
 }
 
+/// `WidthPixels` x `HeightPixels`: both or neither.
+fn size(input: &Value) -> Result<Option<(u32, u32)>, ApiError> {
+    match (
+        int_field(input, "WidthPixels")?,
+        int_field(input, "HeightPixels")?,
+    ) {
+        (None, None) => Ok(None),
+        (Some(w @ 1..=3840), Some(h @ 1..=2160)) => Ok(Some((w as u32, h as u32))),
+        (Some(_), Some(_)) => Err(invalid(
+            "WidthPixels must be 1 to 3840 and HeightPixels 1 to 2160",
+        )),
+        // "If only the WidthPixels parameter is provided or if only the HeightPixels is
+        // provided, a ValidationException will be thrown."
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "WidthPixels and HeightPixels go together",
+        )),
+    }
+}
+
+/// The page size and the index of the first sampled time on this page.
+fn paging(input: &Value) -> Result<(usize, usize), ApiError> {
+    let page = match input.get("MaxResults").filter(|v| !v.is_null()) {
+        None => PAGE,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=100) => (n as usize).min(PAGE),
+            _ => return Err(invalid("MaxResults must be 1 to 100")),
+        },
+    };
+    let from = match input.get("NextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| invalid("NextToken was not issued by this endpoint"))?,
+    };
+    Ok((page, from))
+}
+
 fn parse(input: &Value) -> Result<Ask, ApiError> {
     let kind = enum_field(
         input,
@@ -79,40 +118,8 @@ fn parse(input: &Value) -> Result<Ask, ApiError> {
             .ok_or_else(|| invalid("FormatConfig takes JPEGQuality, \"1\" to \"100\""))?,
         Some(_) => return Err(invalid("FormatConfig takes one key, JPEGQuality")),
     };
-    let size = match (
-        int_field(input, "WidthPixels")?,
-        int_field(input, "HeightPixels")?,
-    ) {
-        (None, None) => None,
-        (Some(w @ 1..=3840), Some(h @ 1..=2160)) => Some((w as u32, h as u32)),
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "WidthPixels must be 1 to 3840 and HeightPixels 1 to 2160",
-            ))
-        }
-        // "If only the WidthPixels parameter is provided or if only the HeightPixels is
-        // provided, a ValidationException will be thrown."
-        _ => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
-                "WidthPixels and HeightPixels go together",
-            ))
-        }
-    };
-    let page = match input.get("MaxResults").filter(|v| !v.is_null()) {
-        None => PAGE,
-        Some(v) => match v.as_u64() {
-            Some(n @ 1..=100) => (n as usize).min(PAGE),
-            _ => return Err(invalid("MaxResults must be 1 to 100")),
-        },
-    };
-    let from = match input.get("NextToken").and_then(Value::as_str) {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| invalid("NextToken was not issued by this endpoint"))?,
-    };
+    let size = size(input)?;
+    let (page, from) = paging(input)?;
     Ok(Ask {
         producer: kind == "PRODUCER_TIMESTAMP",
         start_ms,
