@@ -360,8 +360,8 @@ impl Telescope {
     }
 
     /// Make the running pipeline report an error, as a failing element would. For tests of
-    /// the restart path; does nothing when no pipeline runs.
-    #[doc(hidden)]
+    /// the restart path (feature `testing`); does nothing when no pipeline runs.
+    #[cfg(feature = "testing")]
     pub fn inject_pipeline_error(&self, message: &str) -> bool {
         let current = self
             .shared

@@ -170,12 +170,12 @@ fn the_file_is_never_seen_half_written() {
             "test",
         )
     };
-    file.write(&make(0), now).unwrap();
+    file.write(&make(0)).unwrap();
     let writer = {
         let file = file.clone();
         std::thread::spawn(move || {
             for n in 1..=400 {
-                file.write(&make(n), now).unwrap();
+                file.write(&make(n)).unwrap();
             }
         })
     };

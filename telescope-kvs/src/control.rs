@@ -13,9 +13,6 @@ use aws_sdk_kinesisvideo::Client;
 
 use crate::credentials::CredentialSource;
 
-/// The LocalStack-style default endpoint for local use (mock-kvs listens here by default).
-pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:4566";
-
 /// How to reach KVS.
 #[derive(Debug, Clone)]
 pub struct KvsConfig {

@@ -218,7 +218,7 @@ impl CredentialRefresher {
 
     fn adopt(&mut self, creds: Credentials, now: SystemTime) {
         if let Some(file) = &self.file {
-            if let Err(e) = file.write(&creds, now) {
+            if let Err(e) = file.write(&creds) {
                 // The file is how kvssink gets its keys: failing to write it is a failure.
                 self.fail(e, now);
                 return;
@@ -353,7 +353,7 @@ impl CredentialsFile {
     }
 
     /// Replace the file atomically with these credentials (mode 0600).
-    pub fn write(&self, creds: &Credentials, _now: SystemTime) -> Result<(), CredentialsError> {
+    pub fn write(&self, creds: &Credentials) -> Result<(), CredentialsError> {
         use std::os::unix::fs::OpenOptionsExt;
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

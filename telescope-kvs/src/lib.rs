@@ -18,7 +18,6 @@ pub use clock::{
     Backoff, Clock, SystemClock, SystemWallClock, VirtualClock, VirtualWallClock, WallClock,
 };
 pub use control::{
-    CreateStreamOptions, DataApi, KvsConfig, KvsControl, KvsError, StreamDescription,
-    ThrottleRetry, LOCAL_ENDPOINT,
+    CreateStreamOptions, DataApi, KvsConfig, KvsControl, KvsError, StreamDescription, ThrottleRetry,
 };
 pub use putmedia::{ChannelBody, PutMediaClient, PutMediaConfig, PutMediaStats};
