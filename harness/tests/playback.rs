@@ -116,11 +116,20 @@ fn every_frame_put_plays_back_through_hls_dash_and_clips_with_its_producer_times
     }
     // The fMP4 timeline is the producer's: the first frame at the first fragment's producer
     // timestamp, then one frame every 40 ms.
-    let times = testkit::frame_times(Path::new(got["hls_fmp4"].as_str().unwrap()));
     let first_fragment = got["fragments"][0][1].as_f64().unwrap();
-    assert!((times[0] - first_fragment).abs() < 0.0005, "{times:?}");
-    for pair in times.windows(2) {
-        assert!((pair[1] - pair[0] - 0.040).abs() < 0.0015, "{pair:?}");
+    for key in ["hls_fmp4", "dash"] {
+        let times = testkit::frame_times(Path::new(got[key].as_str().unwrap()));
+        assert_eq!(times.len(), FRAMES as usize, "{key}");
+        assert!(
+            (times[0] - first_fragment).abs() < 0.0005,
+            "{key}: {times:?}"
+        );
+        for pair in times.windows(2) {
+            assert!(
+                (pair[1] - pair[0] - 0.040).abs() < 0.0015,
+                "{key}: {pair:?}"
+            );
+        }
     }
     check_images(&got);
     let errors = got["errors"].as_object().unwrap();

@@ -21,7 +21,7 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
     let kind = if session.ended() {
         format!(
             "type=\"static\" mediaPresentationDuration=\"{}\"",
-            duration(end - first)
+            duration(end.saturating_sub(first))
         )
     } else {
         format!(
@@ -29,7 +29,7 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
              minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\"",
             iso_time(first),
             iso_time(crate::media::now_ms()),
-            duration((end - first).max(1000)),
+            duration(end.saturating_sub(first).max(1000)),
         )
     };
     let _ = writeln!(

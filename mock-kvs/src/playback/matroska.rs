@@ -195,7 +195,9 @@ pub fn frames<'a>(
             // Laced video blocks: not what any H.264 producer sends.
             return Err(bad());
         }
-        let pts_ms = fragment.producer_ms as i64 + i64::from(offset) * unit_ns / 1_000_000;
+        let pts_ms = i64::try_from(fragment.producer_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_add(i64::from(offset).saturating_mul(unit_ns) / 1_000_000);
         out.push(Frame {
             pts_ms,
             key: key_hint.unwrap_or(flags & 0x80 != 0),
@@ -255,6 +257,52 @@ mod tests {
         assert_eq!(times, [1_000, 1_040, 1_080]);
         assert!(got[0].key && !got[1].key);
         assert_eq!(got[2].data, [0, 0, 0, 1, 0x65]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_read_without_panicking(
+            header in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        ) {
+            let t = track(&header).unwrap_or_default();
+            let f = StoredFragment {
+                number: "1".into(),
+                producer_ms: 1,
+                server_ms: 1,
+                frames: 1,
+                duration_ms: 0,
+                raw,
+                header: Default::default(),
+            };
+            let _ = frames(&f, &t);
+        }
+
+        #[test]
+        fn corrupted_fragments_are_read_without_panicking(
+            at in 0usize..200, byte in proptest::num::u8::ANY, cut in 0usize..200,
+        ) {
+            let blocks = [0i16, 40, 80].map(|o| Block {
+                offset_ms: o,
+                key: o == 0,
+                data: vec![0, 0, 0, 1, 0x65, 1, 2, 3],
+            });
+            let mut raw = cluster(5_000, &blocks);
+            let n = raw.len();
+            raw[at % n] = byte;
+            raw.truncate(n - cut % n);
+            let f = StoredFragment {
+                number: "1".into(),
+                producer_ms: 5_000,
+                server_ms: 5_000,
+                frames: 3,
+                duration_ms: 80,
+                raw,
+                header: Default::default(),
+            };
+            let t = Track { number: 1, timecode_scale_ns: 1_000_000, ..Track::default() };
+            let _ = frames(&f, &t);
+        }
     }
 
     #[test]

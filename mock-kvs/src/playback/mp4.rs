@@ -173,14 +173,14 @@ pub fn timing(frames: &[Frame<'_>], next_ms: Option<i64>) -> Timing {
     let shift = frames
         .iter()
         .zip(&sorted)
-        .map(|(f, s)| s - f.pts_ms)
+        .map(|(f, s)| s.saturating_sub(f.pts_ms))
         .max()
         .unwrap_or(0)
         .max(0);
-    let dts: Vec<i64> = sorted.iter().map(|s| s - shift).collect();
+    let dts: Vec<i64> = sorted.iter().map(|s| s.saturating_sub(shift)).collect();
     let n = frames.len() as i64;
     let mean = match (sorted.first(), sorted.last()) {
-        (Some(a), Some(b)) if n > 1 => ((b - a) / (n - 1)).max(1),
+        (Some(a), Some(b)) if n > 1 => (b.saturating_sub(*a) / (n - 1)).max(1),
         _ => 33,
     };
     let samples = frames
@@ -190,12 +190,15 @@ pub fn timing(frames: &[Frame<'_>], next_ms: Option<i64>) -> Timing {
             let next = match dts.get(i + 1) {
                 Some(d) => *d,
                 None => next_ms
-                    .map(|t| t - shift)
+                    .map(|t| t.saturating_sub(shift))
                     .filter(|t| *t > dts[i])
-                    .unwrap_or(dts[i] + mean),
+                    .unwrap_or(dts[i].saturating_add(mean)),
             };
-            let duration = (next - dts[i]).clamp(1, i64::from(u32::MAX)) as u32;
-            let cts = (f.pts_ms - dts[i]).max(0) as u32;
+            let duration = next.saturating_sub(dts[i]).clamp(1, i64::from(u32::MAX)) as u32;
+            let cts = f
+                .pts_ms
+                .saturating_sub(dts[i])
+                .clamp(0, i64::from(u32::MAX)) as u32;
             (duration, f.data.len() as u32, f.key, cts)
         })
         .collect();
