@@ -114,6 +114,17 @@ fn every_frame_put_plays_back_through_hls_dash_and_clips_with_its_producer_times
         );
         assert!((p.duration - 6.0).abs() < 0.1, "{file}: {p:?}");
     }
+    // The clip says when it was recorded: its first frame's producer time, to the second.
+    let created = testkit::host_tool("ffprobe")
+        .args(["-v", "error", "-show_entries", "format_tags=creation_time"])
+        .args(["-of", "default=nw=1:nk=1"])
+        .arg(dir.path().join("clip.mp4"))
+        .output()
+        .unwrap();
+    let created = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let first_s = got["fragments"][0][1].as_f64().unwrap() as i64;
+    let expected = time_of(first_s);
+    assert!(created.starts_with(&expected), "{created} vs {expected}");
     // The fMP4 timeline is the producer's: the first frame at the first fragment's producer
     // timestamp, then one frame every 40 ms.
     let first_fragment = got["fragments"][0][1].as_f64().unwrap();
@@ -137,6 +148,15 @@ fn every_frame_put_plays_back_through_hls_dash_and_clips_with_its_producer_times
         errors.len() >= 17,
         "every documented error tried: {errors:?}"
     );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (UTC), as ffprobe prints times.
+fn time_of(unix_s: i64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{unix_s}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn check_images(got: &serde_json::Value) {

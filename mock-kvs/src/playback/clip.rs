@@ -2,7 +2,7 @@
 //! ("Traditional MP4 file that contains the media clip … The output will contain the first
 //! 100 MB or the first 200 fragments from the specified start timestamp", GetClipOutput),
 //! `Content-Type: video/mp4`. The frames are copied, not re-encoded; the file's timeline
-//! starts at the first frame.
+//! starts at the first frame, whose producer time is the movie's creation time.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::matroska::{frames, playable_track, Frame, Track};
-use super::mp4::{ftyp, full_box, mp4_box, mvhd, timing, trak};
+use super::mp4::{ftyp, full_box, mp4_box, mp4_time, mvhd, timing, trak};
 use super::request::{playback_stream, Selector};
 use super::session::{media_error, MAX_RANGE_MS};
 use crate::media::StoredFragment;
@@ -159,10 +159,17 @@ pub fn progressive(track: &Track, frames: &[Frame<'_>]) -> Vec<u8> {
         ]
         .concat()
     };
+    // The file's timeline starts at zero; when it was recorded is the producer time of its
+    // first frame, in the movie header (`creation_time` to ffprobe), to the second.
+    let created = mp4_time(frames.iter().map(|f| f.pts_ms).min().unwrap_or(0));
     let moov = |offset| {
         mp4_box(
             b"moov",
-            &[mvhd(duration), trak(track, duration, &tables(offset))].concat(),
+            &[
+                mvhd(duration, created),
+                trak(track, duration, &tables(offset)),
+            ]
+            .concat(),
         )
     };
     let head = ftyp(b"isom");

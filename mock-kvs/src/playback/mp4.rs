@@ -49,8 +49,19 @@ pub(crate) fn ftyp(major: &[u8; 4]) -> Vec<u8> {
     )])
 }
 
-pub(crate) fn mvhd(duration: u32) -> Vec<u8> {
-    let mut b = vec![0u8; 8];
+/// Seconds from 1904-01-01 (MP4's epoch) to the Unix epoch.
+const MP4_EPOCH_OFFSET_S: i64 = 2_082_844_800;
+
+/// An MP4 creation time (seconds since 1904) for a time in Unix milliseconds; 0 if unknown.
+pub(crate) fn mp4_time(unix_ms: i64) -> u32 {
+    u32::try_from(unix_ms / 1000 + MP4_EPOCH_OFFSET_S).unwrap_or(0)
+}
+
+/// The movie header; `created` (seconds since 1904) is the creation and modification time.
+pub(crate) fn mvhd(duration: u32, created: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(96);
+    b.extend_from_slice(&created.to_be_bytes());
+    b.extend_from_slice(&created.to_be_bytes());
     b.extend_from_slice(&TIMESCALE.to_be_bytes());
     b.extend_from_slice(&duration.to_be_bytes());
     b.extend_from_slice(&0x0001_0000u32.to_be_bytes()); // rate 1.0
@@ -151,7 +162,11 @@ pub fn init_segment(track: &Track) -> Vec<u8> {
     );
     let moov = mp4_box(
         b"moov",
-        &cat(&[&mvhd(0), &trak(track, 0, &empty), &mp4_box(b"mvex", &trex)]),
+        &cat(&[
+            &mvhd(0, 0),
+            &trak(track, 0, &empty),
+            &mp4_box(b"mvex", &trex),
+        ]),
     );
     cat(&[&ftyp(b"iso6"), &moov])
 }
