@@ -4,6 +4,10 @@
 //! the real JSON shapes and error types, so the AWS SDK, the AWS CLI and Telescope's own
 //! control code work against it unchanged. When keys are configured, every request must carry
 //! a valid SigV4 signature for service `kinesisvideo`.
+//!
+//! The data plane stores what PutMedia sends and serves it back: GetMedia, ListFragments,
+//! GetMediaForFragmentList, and playback (HLS and DASH sessions, GetClip, GetImages; see
+//! `playback`), with a web viewer at the root URL (`/?stream=NAME`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
