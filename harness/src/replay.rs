@@ -640,14 +640,30 @@ fn start_outputs(
     Ok(Outputs { lanes, hdmi })
 }
 
-/// Tells people where each RTSP stream is served and how to watch it.
+/// Tells people where each RTSP stream is served and how to watch it, and where to watch a KVS
+/// stream written to a loopback endpoint (most likely a mock-kvs, whose root is a viewer).
 fn announce_rtsp(sinks: &[SinkConfig]) {
     for sink in sinks {
-        if let SinkConfig::Rtsp(m) = sink {
-            let url = m.url();
-            println!("serving {url}   (open it with: ffplay {url} or vlc {url})");
+        match sink {
+            SinkConfig::Rtsp(m) => {
+                let url = m.url();
+                println!("serving {url}   (open it with: ffplay {url} or vlc {url})");
+            }
+            SinkConfig::Kvs(k) => {
+                if let Some(url) = mock_viewer(k) {
+                    println!("watch {} in the mock-kvs viewer: {url}", k.stream_name());
+                }
+            }
+            _ => {}
         }
     }
+}
+
+/// The mock-kvs viewer URL of a KVS sink's stream, when its endpoint is on loopback.
+fn mock_viewer(k: &telescope::sink::KvsSink) -> Option<String> {
+    let endpoint = k.data_endpoint().trim_end_matches('/');
+    let local = endpoint.starts_with("http://127.") || endpoint.starts_with("http://localhost");
+    local.then(|| format!("{endpoint}/?stream={}", k.stream_name()))
 }
 
 /// One started Telescope streaming into `sinks`, configured by the stream options.
@@ -1105,12 +1121,8 @@ fn print_summary(report: &Report, lanes: &[Lane]) {
                 }
                 SinkConfig::Kvs(k) => {
                     println!("  streamed to {}", sink.describe());
-                    // A loopback endpoint is most likely a mock-kvs, whose root serves a viewer.
-                    let endpoint = k.data_endpoint().trim_end_matches('/');
-                    if endpoint.starts_with("http://127.")
-                        || endpoint.starts_with("http://localhost")
-                    {
-                        println!("  watch it: {endpoint}/?stream={}", k.stream_name());
+                    if let Some(url) = mock_viewer(k) {
+                        println!("  watch it: {url}");
                     }
                 }
                 other => println!("  streamed to {}", other.describe()),
