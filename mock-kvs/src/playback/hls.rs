@@ -131,6 +131,74 @@ pub fn media_playlist(session: &Session, token: &str, listed: &[Listed]) -> Stri
 mod tests {
     use super::*;
 
+    fn listed(starts: &[u64]) -> Vec<Listed> {
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Listed {
+                sequence: i + 7,
+                number: format!("{}", 100 + i),
+                producer_ms: *s,
+                server_ms: *s,
+                extent_ms: 2000,
+                bytes: 1000,
+            })
+            .collect()
+    }
+
+    fn session(discontinuity: DiscontinuityMode, mpeg_ts: bool) -> Session {
+        Session {
+            protocol: super::super::session::Protocol::Hls,
+            stream: "s".into(),
+            mode: super::super::session::Mode::Live,
+            producer_time: true,
+            start_ms: None,
+            end_ms: None,
+            mpeg_ts,
+            discontinuity,
+            display_timestamp: true,
+            display_number: false,
+            max_results: 5,
+            created_ms: 0,
+            expires_ms: u64::MAX,
+            track: Default::default(),
+            url_token: String::new(),
+        }
+    }
+
+    #[test]
+    fn discontinuities_are_marked_as_the_mode_asks() {
+        // A gap of 3 s between the second and third fragments.
+        let l = listed(&[10_000, 12_000, 17_000]);
+        let count = |m| {
+            media_playlist(&session(m, false), "T", &l)
+                .matches("#EXT-X-DISCONTINUITY\n")
+                .count()
+        };
+        assert_eq!(count(DiscontinuityMode::Always), 2);
+        assert_eq!(count(DiscontinuityMode::Never), 0);
+        assert_eq!(count(DiscontinuityMode::OnDiscontinuity), 1);
+        let text = media_playlist(&session(DiscontinuityMode::Never, false), "T", &l);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
+        assert!(
+            text.contains("#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken=T&TrackNumber=1\"")
+        );
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:10.000Z"));
+        assert!(
+            !text.contains("#EXT-X-ENDLIST"),
+            "a live playlist stays open"
+        );
+        let ts = media_playlist(&session(DiscontinuityMode::Never, true), "T", &l);
+        assert!(
+            ts.contains("getTSFragment.ts?FragmentNumber=100&SessionToken=T"),
+            "{ts}"
+        );
+        assert!(
+            !ts.contains("EXT-X-MAP"),
+            "TS segments carry their own headers"
+        );
+    }
+
     #[test]
     fn program_date_times_have_milliseconds() {
         assert_eq!(iso_time(1_684_331_315_994), "2023-05-17T13:48:35.994Z");
