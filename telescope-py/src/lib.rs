@@ -297,16 +297,7 @@ impl KvsStream {
 
     /// Delivery counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
-        let d = PyDict::new(py);
-        d.set_item("fragments", s.fragments)?;
-        d.set_item("persisted", s.persisted)?;
-        d.set_item("resent", s.resent)?;
-        d.set_item("evicted", s.evicted)?;
-        d.set_item("rejected", s.rejected)?;
-        d.set_item("connections", s.connections)?;
-        d.set_item("bytes_sent", s.bytes_sent)?;
-        Ok(d)
+        pyvalue::to_dict(py, &self.inner.stats())
     }
 }
 
@@ -533,30 +524,13 @@ impl Telescope {
     }
 }
 
+/// A Telescope's counters as `telescope::Stats` serializes them (as report.json has them).
 fn stats_dict<'py>(py: Python<'py>, s: &telescope::Stats) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("state", format!("{:?}", s.state).to_lowercase())?;
-    d.set_item("frames_put", s.frames_put)?;
-    d.set_item("frames_pushed", s.frames_pushed)?;
-    d.set_item("frames_out", s.frames_out)?;
-    d.set_item("frames_duplicated", s.frames_duplicated)?;
-    d.set_item("queue_depth", s.queue_depth)?;
-    let dropped = PyDict::new(py);
-    for (r, n) in &s.dropped {
-        dropped.set_item(r.name(), *n)?;
-    }
-    d.set_item("dropped", dropped)?;
-    d.set_item("restarts", s.restarts)?;
-    d.set_item("overlay_drawn", s.overlay_drawn)?;
-    d.set_item("fps", s.estimate.map(|e| e.rate.fps()))?;
-    d.set_item("width", s.estimate.map(|e| e.width))?;
-    d.set_item("height", s.estimate.map(|e| e.height))?;
-    d.set_item("encoder", s.encoder.clone())?;
-    d.set_item("last_error", s.last_error.clone())?;
-    Ok(d)
+    pyvalue::to_dict(py, s)
 }
 
 mod node;
+mod pyvalue;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -300,7 +300,7 @@ impl Node {
     }
 
     /// Stops the cameras (if still running) and returns the node's report: per camera
-    /// `frames_in`, `lost`, `superseded`, `delivered`, `cached`, `unavailable`, `laps`;
+    /// `frames_in`, `lost`, `superseded`, `delivered`, `cached`, `unavailable`, `pending`, `laps`;
     /// `iterations`, `elapsed` (seconds), `interrupted`.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         if let Some(t) = self.halt() {
@@ -313,25 +313,7 @@ impl Node {
             Some(Err(e)) => return Err(PyRuntimeError::new_err(e)),
             None => return Err(PyRuntimeError::new_err("the node ended without a report")),
         };
-        let d = PyDict::new(py);
-        let cams = PyList::empty(py);
-        for c in &report.cameras {
-            let cd = PyDict::new(py);
-            cd.set_item("name", &c.name)?;
-            cd.set_item("frames_in", c.frames_in)?;
-            cd.set_item("lost", c.lost)?;
-            cd.set_item("superseded", c.superseded)?;
-            cd.set_item("delivered", c.delivered)?;
-            cd.set_item("cached", c.cached)?;
-            cd.set_item("unavailable", c.unavailable)?;
-            cd.set_item("laps", c.laps)?;
-            cams.append(cd)?;
-        }
-        d.set_item("cameras", cams)?;
-        d.set_item("iterations", report.iterations)?;
-        d.set_item("elapsed", report.elapsed.as_secs_f64())?;
-        d.set_item("interrupted", report.interrupted)?;
-        Ok(d)
+        crate::pyvalue::to_dict(py, &report)
     }
 }
 
