@@ -27,7 +27,10 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
         format!(
             "type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
              minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\"",
-            iso_time(first),
+            // Media time is producer time since the epoch: anchored there, a live timeline
+            // stays put as the window slides, and a segment is available once its producer
+            // time (plus its duration) has passed on the wall clock.
+            iso_time(0),
             iso_time(crate::media::now_ms()),
             duration(end.saturating_sub(first).max(1000)),
         )
@@ -52,7 +55,8 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
     );
     let _ = writeln!(
         out,
-        "    <SegmentList timescale=\"1000\" presentationTimeOffset=\"{first}\">"
+        "    <SegmentList timescale=\"1000\" presentationTimeOffset=\"{}\">",
+        if session.ended() { first } else { 0 }
     );
     let _ = writeln!(
         out,
