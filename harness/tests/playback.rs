@@ -272,6 +272,32 @@ fn a_live_playlist_grows_while_the_stream_is_written() {
         assert!(Instant::now() < deadline, "the playlist never grew: {now}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A live DASH manifest of the same stream, read by ffprobe while it is written: frames
+    // with producer timestamps (about now, in seconds since the epoch).
+    let (status, _, body) = post(
+        &url,
+        "getDASHStreamingSessionURL",
+        r#"{"StreamName":"live","PlaybackMode":"LIVE"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let dash = v["DASHStreamingSessionURL"].as_str().unwrap();
+    let out = testkit::host_tool("timeout")
+        .args(["60", "ffprobe", "-v", "error", "-read_intervals", "%+1"])
+        .args(["-select_streams", "v:0", "-show_entries", "frame=pts_time"])
+        .args(["-of", "csv=p=0", dash])
+        .output()
+        .unwrap();
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    assert!(
+        !times.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(times[0] > 1_700_000_000.0, "producer time: {times:?}");
 }
 
 #[test]
