@@ -74,6 +74,20 @@ def test_a_routing_rule_forwards_the_host_port_to_the_app(tmp_path):
     assert any(f"host port {host}" in n for n in report(tmp_path)["notes"])
 
 
+def test_a_host_port_in_use_is_a_note_not_a_failure(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        host = taken.getsockname()[1]
+        root = app_dir(tmp_path, LOOP, graph_extra=lambda g: g["nodeGraph"].update(
+            networkRoutingRules=[{"node": "code_node", "containerPort": 80, "hostPort": host}]))
+        code_interface(root, lambda i: i.update(network={"inboundPorts": [{"port": 80}]}))
+        r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"cannot forward 127.0.0.1:{host} to port 80" in r.stdout
+    assert any("cannot forward" in n for n in report(tmp_path)["notes"])
+
+
 @pytest.mark.parametrize("rule,declared,needle", [
     ({"node": "ghost", "containerPort": 80}, [80], "no node `ghost`"),
     ({"node": "code_node", "containerPort": 81}, [80], "declares no such inbound port"),
