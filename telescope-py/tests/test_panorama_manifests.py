@@ -240,6 +240,7 @@ def test_a_shell_entry_runs_its_script_and_the_python_it_starts(tmp_path):
         export GREETING=hello
         touch /panorama/setup.done
         python3 -c 'print("setup step ran")'
+        python3 -m pip --version > /panorama/pip.txt
         exec python3.8 -u /panorama/app.py --mode fast
     """)
     r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path)
@@ -247,6 +248,17 @@ def test_a_shell_entry_runs_its_script_and_the_python_it_starts(tmp_path):
     assert "setup step ran" in r.stdout
     assert report(tmp_path)["cameras"][0]["delivered"] == 20
     assert "started from the script" in (tmp_path / "run" / "logs" / "app.log").read_text()
+    # `python3 -m pip` is pip, not the app.
+    code = root / "packages" / "111122223333-CODE-1.0" / "src"
+    assert (code / "pip.txt").read_text().startswith("pip ")
+
+
+def test_a_shell_entry_may_start_the_app_as_a_module(tmp_path):
+    root = shell_app(tmp_path, "export GREETING=hello\ncd /panorama\n"
+                               "touch setup.done\nexec python3 -m app --mode fast\n")
+    r = run_app([root, *CAMERA, "--report", tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert report(tmp_path)["cameras"][0]["delivered"] == 20
 
 
 def test_a_shell_entry_s_app_failure_is_the_run_s(tmp_path):

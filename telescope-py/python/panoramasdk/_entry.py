@@ -6,8 +6,8 @@ The script runs as it is, with the appliance's paths in its text mapped into the
 directory (``/panorama`` -> the code package's ``src``, ``/opt/aws/panorama/logs`` and
 ``/storage`` -> the run directory), and ``python``/``python3``/``python3.X`` on its ``PATH``
 standing for the runtime: the Python script the shell starts is the application, run under
-``panoramasdk`` with the runner's options. ``python -c ...`` and ``python -m MODULE`` other
-than the app run the real interpreter.
+``panoramasdk`` with the runner's options. ``python -c ...`` and ``python -m MODULE`` for a
+module that is not the app's (``-m pip install ...``) run the real interpreter.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ _PYTHONS = ["python", "python3"] + [f"python3.{m}" for m in range(6, 15)]
 ENV_RUN = "PANORAMASDK_RUN_ARGV"
 ENV_RESULT = "PANORAMASDK_RUN_RESULT"
 ENV_PATH = "PANORAMASDK_RUN_PATH"
+ENV_CODE = "PANORAMASDK_RUN_CODE"
 
 
 def kind(path: str) -> Optional[str]:
@@ -81,6 +82,7 @@ def run_shell(shell: str, script: str, args: List[str], mapping: Dict[str, str],
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env[ENV_RUN] = json.dumps(run_argv)
     env[ENV_RESULT] = result
+    env[ENV_CODE] = mapping.get("/panorama", "")
     code = subprocess.run([shell, mapped, *args], env=env).returncode
     try:
         with open(result) as f:
@@ -130,13 +132,27 @@ def python_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], List[str
     return None, None, []
 
 
+def _apps_module(module: str, code_dir: str) -> bool:
+    """Whether ``python -m module`` runs the app's own code (in its code directory or the
+    current one), not an installed tool such as pip."""
+    rel = module.replace(".", os.sep)
+    for base in {code_dir, os.getcwd()} - {""}:
+        if os.path.isfile(os.path.join(base, rel + ".py")) or \
+                os.path.isfile(os.path.join(base, rel, "__main__.py")):
+            return True
+    return False
+
+
 def main(argv: List[str]) -> int:
     """``python3 ARGS`` as the entry script ran it: the app under the runtime, anything else
     the real interpreter (the shims leave PATH for the app's own subprocesses)."""
     run_argv = os.environ.pop(ENV_RUN, None)
     if ENV_PATH in os.environ:
         os.environ["PATH"] = os.environ.pop(ENV_PATH)
+    code_dir = os.environ.pop(ENV_CODE, "")
     script, module, rest = python_args(argv)
+    if module is not None and not _apps_module(module, code_dir):
+        module = None
     if run_argv is None or (script is None and module is None):
         os.execv(sys.executable, [sys.executable, *argv])
     from panoramasdk import _run
