@@ -34,19 +34,9 @@ pub struct NetworkSpecError {
     why: String,
 }
 
-fn duration_ms(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Some(ms) = v.strip_suffix("ms") {
-        return ms.parse::<u64>().ok().map(Duration::from_millis);
-    }
-    if let Some(s) = v.strip_suffix('s') {
-        return s
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
-    }
-    v.parse::<u64>().ok().map(Duration::from_millis)
+/// A delay: `80ms`, `1.5s`; a bare number is seconds, as everywhere (`telescope_kvs::units`).
+fn delay(v: &str) -> Option<Duration> {
+    telescope_kvs::units::parse_duration_or_zero(v).ok()
 }
 
 fn bits_per_second(v: &str) -> Option<u64> {
@@ -69,8 +59,8 @@ fn bits_per_second(v: &str) -> Option<u64> {
 impl FromStr for Network {
     type Err = NetworkSpecError;
 
-    /// `latency=80ms,jitter=20ms,bandwidth=2mbit` (any subset; durations in ms or s,
-    /// bandwidth in bit, kbit, mbit or gbit per second).
+    /// `latency=80ms,jitter=20ms,bandwidth=2mbit` (any subset; durations with a unit, a bare
+    /// number being seconds; bandwidth in bit, kbit, mbit or gbit per second).
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let bad = |why: String| NetworkSpecError {
             spec: spec.to_owned(),
@@ -83,11 +73,9 @@ impl FromStr for Network {
                 .ok_or_else(|| bad(format!("`{part}` is not key=value")))?;
             match k.trim() {
                 "latency" => {
-                    n.latency = duration_ms(v).ok_or_else(|| bad(format!("bad latency `{v}`")))?
+                    n.latency = delay(v).ok_or_else(|| bad(format!("bad latency `{v}`")))?
                 }
-                "jitter" => {
-                    n.jitter = duration_ms(v).ok_or_else(|| bad(format!("bad jitter `{v}`")))?
-                }
+                "jitter" => n.jitter = delay(v).ok_or_else(|| bad(format!("bad jitter `{v}`")))?,
                 "bandwidth" => {
                     n.bandwidth = Some(
                         bits_per_second(v).ok_or_else(|| bad(format!("bad bandwidth `{v}`")))? / 8,
@@ -353,6 +341,11 @@ mod tests {
         assert_eq!(
             "latency=1.5s".parse::<Network>().unwrap().latency,
             Duration::from_millis(1500)
+        );
+        // A bare number is seconds, as in every duration Telescope reads.
+        assert_eq!(
+            "latency=2".parse::<Network>().unwrap().latency,
+            Duration::from_secs(2)
         );
         for bad in ["latency", "speed=1", "bandwidth=fast", "jitter=-3ms"] {
             let e = bad.parse::<Network>().unwrap_err().to_string();

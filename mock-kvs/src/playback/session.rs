@@ -80,6 +80,9 @@ pub struct Listed {
 /// (ResourceNotFoundException, kinesis-video-archived-media API reference).
 const LIVE_WINDOW_MS: u64 = 30_000;
 
+/// Streaming sessions open at once, all streams together (memory bound of the mock).
+const MAX_SESSIONS: usize = 10_000;
+
 /// "This value must be within 24 hours of the specified StartTimestamp" (HLSTimestampRange,
 /// DASHTimestampRange, ClipTimestampRange).
 pub const MAX_RANGE_MS: u64 = 24 * 3600 * 1000;
@@ -320,6 +323,15 @@ pub fn create(ctx: &Arc<Ctx>, input: &Value, protocol: Protocol, base: &str) -> 
     let mut sessions = ctx.sessions();
     let now = now_ms();
     sessions.retain(|_, s| s.expires_ms > now);
+    if sessions.len() >= MAX_SESSIONS {
+        // Sessions live up to 12 hours: a client opening them without end is refused as the
+        // service refuses one over its limits.
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "ClientLimitExceededException",
+            "Too many streaming sessions are open; try again later",
+        ));
+    }
     sessions.insert(short, session);
     Ok(json!({ field: url }))
 }
