@@ -176,8 +176,23 @@ impl Sinks {
                 if self.options.create {
                     config.create = Some(CreateStreamOptions::default());
                 }
-                let sink =
-                    KvsSink::connect(config).with_context(|| format!("cannot stream to {spec}"))?;
+                let missing = |e: &telescope::TelescopeError| {
+                    matches!(
+                        e,
+                        telescope::TelescopeError::Kvs(
+                            telescope::kvs::KvsError::StreamNotFound { .. }
+                        )
+                    )
+                };
+                let sink = KvsSink::connect(config).map_err(|e| {
+                    // The library names the concept; the command line names its flag.
+                    let hint = if missing(&e) && !self.options.create {
+                        " (--create-stream creates missing streams)"
+                    } else {
+                        ""
+                    };
+                    anyhow::Error::new(e).context(format!("cannot stream to {spec}{hint}"))
+                })?;
                 built.kvs.push(sink.clone());
                 built.configs.push(SinkConfig::Kvs(sink));
             } else {

@@ -154,6 +154,34 @@ fn check_round_trip_with(
 }
 
 #[test]
+fn a_missing_stream_is_one_line_naming_the_flag_that_creates_it() {
+    let (_mock, url) = start_mock(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_telescope"))
+        .args([
+            "replay",
+            "pattern:smpte@160x120@10",
+            "--virtual-clock",
+            "--duration",
+            "1",
+        ])
+        .arg("--sink")
+        .arg(format!("kvs://nowhere?endpoint={url}&region={REGION}"))
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("`nowhere` does not exist") && stderr.contains("--create-stream"),
+        "the library names the concept, the command line its flag: {stderr}"
+    );
+}
+
+#[test]
 fn a_replay_reaches_kvs_frame_for_frame() {
     let stats = check_round_trip(&[], 150);
     let kvs = &stats["kvs"][0];

@@ -87,6 +87,16 @@ pub enum TelescopeError {
     /// A frame was rejected.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// Kinesis Video Streams' control plane refused the stream (missing, not active, refused
+    /// credentials...); said in the message, so not also a `source`.
+    #[error("invalid configuration: {0}")]
+    Kvs(crate::kvs::KvsError),
+}
+
+impl From<crate::kvs::KvsError> for TelescopeError {
+    fn from(e: crate::kvs::KvsError) -> Self {
+        TelescopeError::Kvs(e)
+    }
 }
 
 impl From<gst::glib::BoolError> for TelescopeError {

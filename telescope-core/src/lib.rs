@@ -42,13 +42,12 @@ pub mod rate;
 pub mod sink;
 pub mod stats;
 mod telescope;
-pub mod units;
 pub mod warmup;
 
 /// Amazon Kinesis Video Streams (the `telescope-kvs` crate): control plane, fragments, acks and
 /// the native PutMedia client.
 pub use telescope_kvs as kvs;
-pub use telescope_kvs::{clock, credentials};
+pub use telescope_kvs::{clock, credentials, units};
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use config::{

@@ -73,7 +73,7 @@ pub struct StreamDescription {
 pub enum KvsError {
     /// The stream does not exist.
     #[error(
-        "KVS stream `{stream}` does not exist in {region} (create it, or pass --create-stream)"
+        "KVS stream `{stream}` does not exist in {region} (create it, or let the sink create it)"
     )]
     StreamNotFound { stream: String, region: String },
     /// The stream exists but cannot take media yet (or any more).

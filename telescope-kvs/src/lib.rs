@@ -3,8 +3,8 @@
 //! PutMedia client, and the AWS credentials (static, environment, provider chain, and a
 //! credentials file refreshed before temporary credentials expire) with the clock they expire on.
 //!
-//! `telescope` re-exports this crate as `telescope::kvs` (and its `credentials` and `clock`
-//! modules at its top level); `mock-kvs` speaks the same wire format from the server side.
+//! `telescope` re-exports this crate as `telescope::kvs` (and its `credentials`, `clock` and
+//! `units` modules at its top level); `mock-kvs` speaks the same wire format from the server side.
 
 pub mod ack;
 pub mod clock;
@@ -12,6 +12,7 @@ pub mod control;
 pub mod credentials;
 pub mod mkv;
 pub mod putmedia;
+pub mod units;
 
 pub use ack::{AckError, AckEvent, AckParser, FragmentAck};
 pub use clock::{

@@ -291,7 +291,13 @@ impl KvsStream {
             config.create = Some(Default::default());
         }
         Ok(KvsStream {
-            inner: KvsSink::connect(config).map_err(config_err)?,
+            inner: KvsSink::connect(config).map_err(|e| match &e {
+                // The library names the concept; Python names its parameter.
+                telescope::TelescopeError::Kvs(telescope::kvs::KvsError::StreamNotFound {
+                    ..
+                }) if !create => config_err(format!("{e} (create=True creates missing streams)")),
+                _ => config_err(e),
+            })?,
         })
     }
 

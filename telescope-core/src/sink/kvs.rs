@@ -95,7 +95,7 @@ impl KvsSink {
             .enable_all()
             .build()
             .map_err(|e| TelescopeError::Pipeline(format!("cannot start a runtime: {e}")))?;
-        let kvs_err = |e: crate::kvs::KvsError| TelescopeError::Config(e.to_string());
+        let kvs_err = TelescopeError::Kvs;
         let (provider, data_endpoint) = rt.block_on(async {
             let provider = config.kvs.credentials.provider(&config.kvs.region).await;
             let control = KvsControl::new(&KvsConfig {

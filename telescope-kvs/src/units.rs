@@ -1,5 +1,9 @@
-//! Quantities written by people (command lines, sink options): durations (`90` seconds,
-//! `90s`, `1.5s`, `500ms`, `10m`, `1h`) and sizes (`500000`, `500kB`, `100MB`, `2GiB`).
+//! Quantities written by people (command lines, sink options, fault and network specs).
+//!
+//! One rule for durations everywhere: a number with a unit (`500ms`, `1.5s`, `10m`, `1h`), and
+//! a bare number is **seconds** (`90` is `90s`). Options whose name carries a unit
+//! (`--jitter-ms`, `--stall-ms`, `delay-acks:MS`) take plain numbers in that unit instead.
+//! Sizes: a bare number is bytes; `kB`, `MB`, `GB` (powers of 1000) and `KiB`, `MiB`, `GiB`.
 
 use std::time::Duration;
 
@@ -16,8 +20,21 @@ fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(f64, &'a str), String>
     Ok((value, unit.trim()))
 }
 
-/// Parses a duration; bare numbers are seconds.
+/// Parses a positive duration of at most a year; bare numbers are seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "`{}` must be a positive duration of at most a year",
+            s.trim()
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses a duration of at most a year, zero included (a delay that may be none); bare
+/// numbers are seconds.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (value, unit) = number_and_unit(s, "duration (use 90s, 10m, 1h, 500ms)")?;
     let seconds = match unit {
@@ -27,10 +44,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h)")),
     };
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > 366.0 * 86400.0 {
-        return Err(format!(
-            "`{s}` must be a positive duration of at most a year"
-        ));
+    if !seconds.is_finite() || !(0.0..=366.0 * 86400.0).contains(&seconds) {
+        return Err(format!("`{s}` must be a duration of at most a year"));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -87,5 +102,8 @@ mod tests {
         for bad in ["", "s", "-3s", "10x", "0", "1e9h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration_or_zero("-1ms").is_err());
     }
 }
