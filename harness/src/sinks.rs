@@ -17,8 +17,16 @@ pub struct KvsSpec {
     pub region: Option<String>,
 }
 
+impl std::str::FromStr for KvsSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        parse_kvs(spec)
+    }
+}
+
 /// Parse `kvs://STREAM[?endpoint=URL&region=R]`.
-pub fn parse_kvs(spec: &str) -> Result<KvsSpec> {
+fn parse_kvs(spec: &str) -> Result<KvsSpec> {
     let rest = spec
         .strip_prefix("kvs://")
         .with_context(|| format!("`{spec}` is not a kvs:// sink"))?;
@@ -50,8 +58,16 @@ pub struct RtspSpec {
     pub path: String,
 }
 
+impl std::str::FromStr for RtspSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        parse_rtsp(spec)
+    }
+}
+
 /// Parse `rtsp://HOST[:PORT]/PATH` (IPv6 hosts in brackets); the default port is 8554.
-pub fn parse_rtsp(spec: &str) -> Result<RtspSpec> {
+fn parse_rtsp(spec: &str) -> Result<RtspSpec> {
     let rest = spec
         .strip_prefix("rtsp://")
         .with_context(|| format!("`{spec}` is not an rtsp:// URL"))?;
@@ -131,7 +147,7 @@ impl Sinks {
         for raw in specs {
             let spec = raw.replace("{camera}", camera);
             if spec.starts_with("rtsp://") {
-                let rtsp = parse_rtsp(&spec)?;
+                let rtsp: RtspSpec = spec.parse()?;
                 let key = (rtsp.host.clone(), rtsp.port);
                 let server = match self.by_address.get(&key) {
                     Some(s) => s.clone(),
@@ -153,7 +169,7 @@ impl Sinks {
                 built.configs.push(SinkConfig::rtsp(mount));
                 built.rtsp.push(server);
             } else if spec.starts_with("kvs://") {
-                let k = parse_kvs(&spec)?;
+                let k: KvsSpec = spec.parse()?;
                 let region = k
                     .region
                     .or_else(|| std::env::var("AWS_REGION").ok())
@@ -210,9 +226,17 @@ impl Sinks {
 mod tests {
     use super::*;
 
+    fn rtsp(s: &str) -> Result<RtspSpec> {
+        s.parse()
+    }
+
+    fn kvs(s: &str) -> Result<KvsSpec> {
+        s.parse()
+    }
+
     #[test]
     fn rtsp_urls_parse_with_defaults_and_reject_credentials() {
-        let s = parse_rtsp("rtsp://0.0.0.0/cam").unwrap();
+        let s = rtsp("rtsp://0.0.0.0/cam").unwrap();
         assert_eq!(
             s,
             RtspSpec {
@@ -221,19 +245,19 @@ mod tests {
                 path: "/cam".into()
             }
         );
-        let s = parse_rtsp("rtsp://[::1]:9000/a/b/").unwrap();
+        let s = rtsp("rtsp://[::1]:9000/a/b/").unwrap();
         assert_eq!(
             (s.host.as_str(), s.port, s.path.as_str()),
             ("::1", 9000, "/a/b")
         );
-        assert!(parse_rtsp("rtsp://u:p@host/cam").is_err());
-        assert!(parse_rtsp("rtsp://host:http/cam").is_err());
-        assert!(parse_rtsp("rtsp:///cam").is_err());
+        assert!(rtsp("rtsp://u:p@host/cam").is_err());
+        assert!(rtsp("rtsp://host:http/cam").is_err());
+        assert!(rtsp("rtsp:///cam").is_err());
     }
 
     #[test]
     fn kvs_sinks_parse_with_optional_endpoint_and_region() {
-        let k = parse_kvs("kvs://lobby?endpoint=http://127.0.0.1:4566&region=eu-west-1").unwrap();
+        let k = kvs("kvs://lobby?endpoint=http://127.0.0.1:4566&region=eu-west-1").unwrap();
         assert_eq!(
             k,
             KvsSpec {
@@ -242,11 +266,11 @@ mod tests {
                 region: Some("eu-west-1".into())
             }
         );
-        assert_eq!(parse_kvs("kvs://lobby").unwrap().endpoint, None);
-        assert!(parse_kvs("kvs://").is_err());
-        assert!(parse_kvs("kvs://a?bogus=1").is_err());
+        assert_eq!(kvs("kvs://lobby").unwrap().endpoint, None);
+        assert!(kvs("kvs://").is_err());
+        assert!(kvs("kvs://a?bogus=1").is_err());
         assert!(
-            parse_kvs("kvs://a?endpoint=").is_err(),
+            kvs("kvs://a?endpoint=").is_err(),
             "an empty endpoint is not AWS by default"
         );
     }
