@@ -137,6 +137,8 @@ pub struct AppCamera {
     pub unavailable: u64,
     pub laps: u64,
     pub sink_frames: u64,
+    /// Frames an onSignal camera sent while paused (`--resume`), kept from the app.
+    pub paused_frames: u64,
 }
 
 /// Durations: model calls or the app's loop.
@@ -312,16 +314,17 @@ pub fn render(r: &AppReport) -> String {
         let _ = write!(s, "<tr><td>{name}</td><td>{}</td></tr>", e(&value));
     }
     s.push_str("</table>");
-    s.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>source</th><th>in</th><th>lost</th><th>superseded</th><th>delivered</th><th>cached</th><th>unavailable</th><th>laps</th><th>to sinks</th></tr>");
+    s.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>source</th><th>in</th><th>lost</th><th>superseded</th><th>paused</th><th>delivered</th><th>cached</th><th>unavailable</th><th>laps</th><th>to sinks</th></tr>");
     for c in &r.cameras {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             e(&c.name),
             e(&c.source),
             c.frames_in,
             c.lost,
             c.superseded,
+            c.paused_frames,
             c.delivered,
             c.cached,
             c.unavailable,
@@ -429,7 +432,9 @@ mod tests {
         let page = render(&r);
         assert!(page.contains("/apps/&lt;x&gt;") && !page.contains("<x>"));
         assert!(page.contains("ValueError: a&lt;b"));
-        assert!(page.contains("<td>front_door</td><td>pattern:ball</td><td>30</td>"));
+        assert!(page.contains(
+            "<td>front_door</td><td>pattern:ball</td><td>30</td><td>0</td><td>2</td><td>0</td><td>28</td>"
+        ));
         assert!(page.contains("<td>model_node</td><td>onnx</td><td>28</td><td>1.50</td>"));
         assert!(page.contains("class=\"fail\">FAIL"));
         assert!(page.contains("networkRoutingRules: x"));

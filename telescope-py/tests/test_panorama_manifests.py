@@ -304,3 +304,87 @@ def test_telescope_run_app_writes_a_report_page_and_report_re_renders_it(tmp_pat
     bad = subprocess.run([binary, "run-app", "--python", sys.executable, str(tmp_path / "nope"),
                           "--report", str(out)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and not (out / "report.html").exists()
+
+
+SEEN = """
+    import json
+    import panoramasdk
+    node = panoramasdk.node()
+    seen = []
+    try:
+        while True:
+            streams = node.inputs.video_in.get()
+            seen.append([[s.stream_id, s.time_stamp[0] * 1000000 + s.time_stamp[1]]
+                         for s in streams])
+            node.outputs.video_out.put(streams)
+    finally:
+        with open("/opt/aws/panorama/storage/seen.json", "w") as f:
+            json.dump(seen, f)
+"""
+
+
+def multicam_override(tmp_path):
+    # The developer guide's override-multicam.json: CAMERA_B waits for a signal.
+    override = tmp_path / "override.json"
+    override.write_text(json.dumps({"nodeGraphOverrides": {
+        "envelopeVersion": "2021-01-01",
+        "packages": [{"name": "123456789012::CAMERA_A", "version": "1.0"},
+                     {"name": "123456789012::CAMERA_B", "version": "1.0"}],
+        "nodes": [{"name": "CAMERA_A", "interface": "123456789012::CAMERA_A.CAMERA_A",
+                   "launch": "onAppStart"},
+                  {"name": "CAMERA_B", "interface": "123456789012::CAMERA_B.CAMERA_B",
+                   "launch": "onSignal"}],
+        "nodeOverrides": [{"replace": "camera_node",
+                           "with": [{"name": "CAMERA_A"}, {"name": "CAMERA_B"}]}]}}))
+    return ["--override", override, "--camera", "CAMERA_A=pattern:ball@64x48@10",
+            "--camera", "CAMERA_B=pattern:smpte@64x48@10", "--virtual-clock", "--duration", "2"]
+
+
+def test_an_on_signal_camera_stays_paused_until_resumed(tmp_path):
+    root = app_dir(tmp_path, SEEN)
+    r = run_app([root, *multicam_override(tmp_path), "--resume", "CAMERA_B@1",
+                 "--report", tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads((tmp_path / "run" / "storage" / "seen.json").read_text())
+    for batch in seen:
+        ids = [s for s, _ in batch]
+        assert "CAMERA_A" in ids, batch
+        assert all(t >= 1_000_000 for s, t in batch if s == "CAMERA_B"), batch
+    assert sum(1 for b in seen for s, _ in b if s == "CAMERA_B") == 10
+    cams = {c["name"]: c for c in report(tmp_path)["cameras"]}
+    assert cams["CAMERA_A"]["delivered"] == 20 and "paused_frames" not in cams["CAMERA_A"]
+    assert cams["CAMERA_B"]["delivered"] == 10 and cams["CAMERA_B"]["paused_frames"] == 10
+    assert "stays paused until 1 s" in r.stdout
+    # Without --resume it starts with the run, as if resumed at once (said so).
+    r = run_app([root, *multicam_override(tmp_path), "--report", tmp_path / "report"],
+                tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [c["delivered"] for c in report(tmp_path)["cameras"]] == [20, 20]
+    assert "--resume CAMERA_B@SECONDS" in r.stdout
+
+
+def test_an_app_whose_only_camera_is_paused_waits_for_it(tmp_path):
+    def on_signal(g):
+        g["nodeGraph"]["nodes"][1]["launch"] = "onSignal"
+
+    root = app_dir(tmp_path, SEEN, graph_extra=on_signal)
+    r = run_app([root, *CAMERA, "--resume", "camera_node@1.5", "--report",
+                 tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads((tmp_path / "run" / "storage" / "seen.json").read_text())
+    assert len(seen) == 5 and seen[0][0][1] == 1_500_000, seen
+    (cam,) = report(tmp_path)["cameras"]
+    assert cam["delivered"] == 5 and cam["paused_frames"] == 15
+
+
+@pytest.mark.parametrize("resume,needle", [
+    ("CAMERA_A@1", "`CAMERA_A` is not launched onSignal"),
+    ("CAMERA_C@1", "no camera node `CAMERA_C`"),
+    ("CAMERA_B", "expected NODE@SECONDS"),
+    ("CAMERA_B@soon", "expected NODE@SECONDS"),
+    ("CAMERA_B@-1", "expected NODE@SECONDS"),
+])
+def test_bad_resumes_are_one_line(tmp_path, resume, needle):
+    root = app_dir(tmp_path, LOOP)
+    one_line(run_app([root, *multicam_override(tmp_path), "--resume", resume], tmp_path),
+             needle)

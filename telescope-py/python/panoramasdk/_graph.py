@@ -105,6 +105,8 @@ class App:
     camera_urls: Dict[str, str] = field(default_factory=dict)
     #: networkRoutingRules of the graph with the overrides' applied.
     routes: List[Route] = field(default_factory=list)
+    #: Camera nodes launched onSignal (paused until a signal on the appliance).
+    on_signal: List[str] = field(default_factory=list)
     #: What the simulator accepted but does differently from the appliance (one line each:
     #: network routing, cameras launched on a signal...), shown at start and in the report.
     notes: List[str] = field(default_factory=list)
@@ -431,16 +433,14 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
     entry, env = _entry(code_pkg, root, ci)
     src = os.path.join(code_pkg, "src")
     camera_urls = {}
+    on_signal: List[str] = []
     for name, i in interfaces.items():
         if i is not None and i.category == "media_source":
             url = _package_source(i, root)
             if url:
                 camera_urls[name] = url
             if nodes.get(name, {}).get("launch") == "onSignal" and name in fed:
-                notes.append(
-                    f"camera `{name}` has launch onSignal: on the appliance it sends nothing "
-                    "until SignalApplicationInstanceNodeInstances resumes it; the simulator has "
-                    "no signal API and starts it with the run, as if resumed at once")
+                on_signal.append(name)
     return App(
         root=root,
         graph_path=graph_path,
@@ -456,6 +456,7 @@ def load(root: str, overrides: List[str] = (), external_cameras: List[str] = ())
         camera_urls=camera_urls,
         routes=routes,
         notes=notes,
+        on_signal=on_signal,
     )
 
 

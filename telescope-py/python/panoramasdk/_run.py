@@ -166,6 +166,10 @@ class Runtime:
         self.sampler: Optional[_Sampler] = None
         self._camera_ports = {p: set(c) for p, c in app.cameras.items()}
         self._lock = threading.Lock()
+        #: Cameras paused until a capture time (us): onSignal cameras given --resume.
+        self.resume_us: Dict[str, int] = {}
+        #: Per paused camera, the fresh frames and cached repeats kept from the app.
+        self.withheld: Dict[str, List[int]] = {}
 
     # -- input -------------------------------------------------------------------------------
     def get(self, port_name: str, timeout: Optional[float]):
@@ -181,27 +185,36 @@ class Runtime:
             if self._last_get is not None:
                 self.loop_times.append(now - self._last_get)
             self._last_get = now
-        try:
-            batch = self.node.next(timeout)
-        except TimeoutError:
-            raise TimeoutException(f"no frame within {timeout} s") from None
-        except RuntimeError as e:  # a camera failed: the end, and the run's failure
-            self.camera_error = str(e)
-            self.ended = True
-            raise
-        if batch is None:
-            self.ended = True
-            raise EndOfStream()
-        self.batches += 1
+        deadline = None if timeout is None else time.monotonic() + timeout
         wanted = self._camera_ports.get(port_name, set())
-        out = []
-        for stream_id, image, capture_us, is_cached, index in batch:
-            if stream_id not in wanted:
-                continue
-            out.append(media(image, stream_id, self.uris.get(stream_id, ""),
-                             (capture_us // 1_000_000, capture_us % 1_000_000), bool(is_cached),
-                             index))
-        return out
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                batch = self.node.next(left)
+            except TimeoutError:
+                raise TimeoutException(f"no frame within {timeout} s") from None
+            except RuntimeError as e:  # a camera failed: the end, and the run's failure
+                self.camera_error = str(e)
+                self.ended = True
+                raise
+            if batch is None:
+                self.ended = True
+                raise EndOfStream()
+            out = []
+            for stream_id, image, capture_us, is_cached, index in batch:
+                if stream_id not in wanted:
+                    continue
+                if capture_us < self.resume_us.get(stream_id, 0):
+                    # Paused (launch onSignal, not resumed yet): the app does not see it.
+                    self.withheld[stream_id][1 if is_cached else 0] += 1
+                    continue
+                out.append(media(image, stream_id, self.uris.get(stream_id, ""),
+                                 (capture_us // 1_000_000, capture_us % 1_000_000),
+                                 bool(is_cached), index))
+            if out or not wanted:
+                self.batches += 1
+                return out
+            self.node.done()  # every camera of the port is paused: as if nothing came
 
     def _end_swallowed(self) -> None:
         """The app catches the end (a bare ``except:`` in a loop that calls get() again, as
@@ -302,6 +315,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", type=int, metavar="N",
                    help="N cameras in place of the graph's one camera node (NODE_1..NODE_N), "
                         "sources reused in turn")
+    p.add_argument("--resume", action="append", default=[], metavar="NODE@SECONDS",
+                   help="keep a camera launched onSignal paused (its frames kept from the app) "
+                        "until SECONDS of node time, when the appliance would get "
+                        "SignalApplicationInstanceNodeInstances RESUME; without it onSignal "
+                        "cameras start with the run")
     p.add_argument("--model", action="append", default=[], metavar="NODE=MODEL",
                    help="serve a model node: FILE.onnx (ONNX Runtime) or module:function")
     p.add_argument("--hdmi", metavar="SINK", help="stream the HDMI output (tiled cameras with "
@@ -370,6 +388,39 @@ def _sources(args, cameras: List[str], app: _graph.App) -> Dict[str, str]:
     return out
 
 
+def _resume(args, cameras: List[str], app: _graph.App) -> Dict[str, float]:
+    """``--resume NODE@SECONDS``: onSignal cameras kept paused until then (node time)."""
+    out = {}
+    for r in args.resume:
+        cam, at, when = r.rpartition("@")[0], r.rpartition("@")[1], r.rpartition("@")[2]
+        try:
+            seconds = float(when)
+        except ValueError:
+            seconds = -1.0
+        if not at or not cam or not seconds >= 0 or seconds == float("inf"):
+            raise RunError(f"--resume {r}: expected NODE@SECONDS (seconds of node time, >= 0)")
+        if cam not in cameras:
+            raise RunError(f"--resume {r}: no camera node `{cam}` (cameras: {', '.join(cameras)})")
+        base = cam.rsplit("_", 1)[0] if args.cameras else cam
+        if cam not in app.on_signal and base not in app.on_signal:
+            raise RunError(f"--resume {r}: camera `{cam}` is not launched onSignal (only "
+                           "those wait for a signal)")
+        out[cam] = seconds
+    for cam in cameras:
+        base = cam.rsplit("_", 1)[0] if args.cameras else cam
+        if cam in out:
+            app.notes.append(f"camera `{cam}` (launch onSignal) stays paused until "
+                             f"{out[cam]:g} s of node time (--resume), its frames kept from "
+                             "the app")
+        elif cam in app.on_signal or base in app.on_signal:
+            app.notes.append(
+                f"camera `{cam}` has launch onSignal: on the appliance it sends nothing until "
+                "SignalApplicationInstanceNodeInstances resumes it; the simulator has no "
+                "signal API and starts it with the run, as if resumed at once (--resume "
+                f"{cam}@SECONDS keeps it paused until then)")
+    return out
+
+
 def _cameras(args, app: _graph.App) -> List[str]:
     cams = app.all_cameras()
     if not cams:
@@ -407,6 +458,11 @@ def _report(rt: Runtime, node_report: Optional[dict], outcome: str, message: str
         c = dict(c)
         c["sink_frames"] = rt.sink_frames.get(c["name"], 0)
         c["source"] = rt.uris.get(c["name"], "")
+        if c["name"] in rt.withheld:  # an onSignal camera: what it sent while paused
+            fresh, cached = rt.withheld[c["name"]]
+            c["delivered"] -= fresh
+            c["cached"] -= cached
+            c["paused_frames"] = fresh
         cams.append(c)
     models = {name: {"calls": len(s.times), "how": s.how, **percentiles(s.times)}
               for name, s in rt.served.items()}
@@ -583,6 +639,7 @@ def _run(args, argv: List[str], entry=None) -> int:
     for spec in args.sink:
         if len(cameras) > 1 and "{camera}" not in spec:
             raise RunError(f"--sink {spec}: several cameras need {{camera}} in the sink")
+    resume = _resume(args, cameras, app)
     if how == "shell" and entry is None:
         return _run_script(args, argv, app)
     for note in app.notes:
@@ -611,6 +668,9 @@ def _run(args, argv: List[str], entry=None) -> int:
         if t is not None:
             t.start()
     rt = Runtime(app, node, cameras, uris, served, hdmi, sinks, args.virtual_clock)
+    for cam, at in resume.items():
+        rt.resume_us[cam] = int(at * 1e6)
+        rt.withheld[cam] = [0, 0]
     rt.sampler = _Sampler(rt, max(args.sample_ms, 10) / 1000.0)
     _result["args"] = args
     panoramasdk._runtime = rt
