@@ -105,7 +105,8 @@ pub(crate) async fn session_request(req: Request<Incoming>, ctx: Arc<Ctx>) -> Re
     if prefix != expected {
         return respond(Err(refused()));
     }
-    let listed = {
+    // What the playlists and the manifest list now (fragment requests do not need it).
+    let listed = || {
         let media = ctx.media();
         let stored = media
             .get(&session.stream)
@@ -115,15 +116,15 @@ pub(crate) async fn session_request(req: Request<Incoming>, ctx: Arc<Ctx>) -> Re
     match name {
         "getHLSMasterPlaylist.m3u8" if session.protocol == Protocol::Hls => ok(
             "application/vnd.apple.mpegurl",
-            hls::master_playlist(&session, token, &listed).into_bytes(),
+            hls::master_playlist(&session, token, &listed()).into_bytes(),
         ),
         "getHLSMediaPlaylist.m3u8" if session.protocol == Protocol::Hls => ok(
             "application/vnd.apple.mpegurl",
-            hls::media_playlist(&session, token, &listed).into_bytes(),
+            hls::media_playlist(&session, token, &listed()).into_bytes(),
         ),
         "getDASHManifest.mpd" if session.protocol == Protocol::Dash => ok(
             "application/dash+xml",
-            dash::manifest(&session, token, &listed).into_bytes(),
+            dash::manifest(&session, token, &listed()).into_bytes(),
         ),
         "getMP4InitFragment.mp4" if !session.mpeg_ts => {
             ok("video/mp4", mp4::init_segment(&session.track))
