@@ -234,7 +234,7 @@ fn credentials_near_expiry_are_checked_and_fresher_ones_move_the_upload_to_a_new
 }
 
 #[test]
-fn expired_credentials_reconnect_even_without_fresher_ones() {
+fn expired_credentials_without_fresher_ones_reconnect_after_a_backoff_not_at_once() {
     let mut up = Upload::new(policy());
     up.header(Bytes::from_static(b"H"));
     up.fragment(0, fragment(0, 10));
@@ -245,14 +245,20 @@ fn expired_credentials_reconnect_even_without_fresher_ones() {
     up.credentials_checked(Duration::ZERO, Some(Duration::from_secs(10)));
     assert_eq!(actions(&mut up, at), [Action::CheckCredentials]);
     up.credentials_checked(at, None);
+    assert_eq!(actions(&mut up, at), [Action::Disconnect]);
+    assert_eq!(up.stats().errors, 1);
+    assert_eq!(up.poll_timeout(), Some(at + 200 * MS));
+    // The provider hands out the same expired credentials again: no spinning.
+    let retry = at + 200 * MS;
+    assert_eq!(actions(&mut up, retry), connect(0));
+    up.connected(retry, Some(Duration::ZERO));
+    assert_eq!(actions(&mut up, retry), [Action::CheckCredentials]);
+    up.credentials_checked(retry, Some(Duration::ZERO));
+    assert_eq!(actions(&mut up, retry), [Action::Disconnect]);
     assert_eq!(
-        actions(&mut up, at),
-        [
-            Action::Disconnect,
-            Action::Connect {
-                first_timecode_ms: 0
-            }
-        ]
+        up.poll_timeout(),
+        Some(retry + 400 * MS),
+        "the backoff grows"
     );
 }
 

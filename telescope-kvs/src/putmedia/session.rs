@@ -250,13 +250,19 @@ impl Upload {
         let Some(expires_at) = open.expires_at else {
             return;
         };
-        let fresher = fresher_expires_in.is_some_and(|f| now + f > expires_at);
-        if fresher || expires_at <= now {
+        if fresher_expires_in.is_some_and(|f| now + f > expires_at) {
             // KVS ends a connection when the credentials that signed it expire: move to the
             // fresher ones now, without a backoff (nothing failed).
             tracing::info!("credentials renewed: reconnecting with the fresh ones");
             self.queued.push_back(Action::Disconnect);
             self.link = Link::Idle;
+        } else if expires_at <= now {
+            // Expired with nothing fresher: a failure like any other, retried after a backoff
+            // (not at once, which would spin on the same expired credentials).
+            self.queued.push_back(Action::Disconnect);
+            let reason =
+                "the credentials signing the connection expired and none fresher are available";
+            self.back_off(now, reason.into());
         }
     }
 
