@@ -12,10 +12,13 @@ use std::time::Duration;
 use gst::prelude::*;
 use gst_app::AppSrc;
 
+mod convert;
+
 use crate::config::TelescopeConfig;
 use crate::encoder::{self, EncoderKind};
 use crate::error::TelescopeError;
 use crate::frame::{Frame, PixelFormat};
+use crate::pool::FramePool;
 use crate::queue::{BusEvent, Inbox};
 use crate::rate::Rate;
 use crate::sink::make;
@@ -56,6 +59,8 @@ pub(crate) struct StreamPipeline {
     pub incarnation: u32,
     rate: Rate,
     caps_for: Option<(PixelFormat, u32, u32)>,
+    /// I420 buffers of BGR frames converted before the push (`convert`).
+    converted: FramePool,
     origin: Option<Duration>,
     last: Option<Duration>,
     pub encoder: &'static str,
@@ -120,6 +125,8 @@ impl StreamPipeline {
             incarnation,
             rate,
             caps_for: None,
+            // appsrc holds 4 buffers, the encoder's lookahead a few more: those come back.
+            converted: FramePool::new(8),
             origin: None,
             last: None,
             encoder: chain.name,
@@ -140,6 +147,8 @@ impl StreamPipeline {
         }
         let origin = *self.origin.get_or_insert(captured);
         self.last = Some(captured);
+        // BGR becomes I420 here, a few times cheaper than videoconvert (which passes it on).
+        let frame = convert::bgr_to_i420(&frame, &self.converted).unwrap_or(frame);
         let key = (frame.format(), frame.width(), frame.height());
         if self.caps_for != Some(key) {
             let info = gst_video::VideoInfo::builder(
