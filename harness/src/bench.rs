@@ -473,11 +473,15 @@ impl Ctx {
 
     /// The raw frames' size and rate, as `baseline.py` takes them.
     fn dims(&self) -> [String; 4] {
+        self.dims_at(self.rate)
+    }
+
+    fn dims_at(&self, rate: Rate) -> [String; 4] {
         [
             self.w.to_string(),
             self.h.to_string(),
-            self.rate.num().to_string(),
-            self.rate.den().to_string(),
+            rate.num().to_string(),
+            rate.den().to_string(),
         ]
     }
 
@@ -490,17 +494,24 @@ impl Ctx {
             "video/x-raw,format=I420 ! x264enc {} ! video/x-h264,profile=high",
             x264_settings(EncoderProfile::Balanced, bitrate, self.w, self.h, self.rate)
         );
+        // The original took a whole number of frames per second, for the VideoWriter as for
+        // its caps (which refuse any other rate: 23.976 fps footage would never negotiate).
+        let whole = Rate::whole(self.rate.fps().round().max(1.0) as u32).unwrap_or(self.rate);
         let mut variants = Vec::new();
-        for (name, encode) in [
-            (ORIGINAL, original_encode(self.w, self.h, self.rate)),
-            ("python videowriter (balanced settings)", balanced),
+        for (name, encode, rate) in [
+            (ORIGINAL, original_encode(self.w, self.h, self.rate), whole),
+            (
+                "python videowriter (balanced settings)",
+                balanced,
+                self.rate,
+            ),
         ] {
             let out = self.out(name);
             let mut cmd = Command::new(python);
             cmd.arg(&script)
                 .arg("videowriter")
                 .arg(&self.raw)
-                .args(self.dims())
+                .args(self.dims_at(rate))
                 .arg(&out)
                 .arg(encode);
             variants.push(self.measure(name, &mut cmd, &out)?);
