@@ -58,6 +58,8 @@ pub fn run(args: RunAppArgs) -> Result<u8> {
     let status = Command::new(&python)
         .args(["-m", "panoramasdk", "run"])
         .args(&args.args)
+        // The runner leaves the page to this command (it says where to get one otherwise).
+        .env("TELESCOPE_RUN_APP", "1")
         .status()
         .with_context(|| format!("cannot start {}", python.display()))?;
     let code = status.code().map_or(2, |c| u8::try_from(c).unwrap_or(2));

@@ -105,6 +105,12 @@ def test_bad_routing_rules_are_one_line(tmp_path, rule, declared, needle):
     one_line(run_app([root, *CAMERA], tmp_path), needle)
 
 
+def test_the_runner_alone_says_how_to_get_the_report_page(tmp_path):
+    r = run_app([app_dir(tmp_path, LOOP), *CAMERA, "--report", tmp_path / "report"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"(the page: telescope report {tmp_path / 'report'})" in r.stdout
+
+
 def test_an_override_routing_rule_replaces_the_graph_s(tmp_path):
     root = app_dir(tmp_path, LOOP, graph_extra=lambda g: g["nodeGraph"].update(
         networkRoutingRules=[{"node": "code_node", "containerPort": 80, "hostPort": 8080}]))
@@ -291,6 +297,8 @@ def test_telescope_run_app_writes_a_report_page_and_report_re_renders_it(tmp_pat
                         "--budget-rss", "1"],
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 1, r.stderr  # the run went through; its RSS budget is broken
+    assert f"run-app: report {out}/report.html" in r.stdout
+    assert "telescope report" not in r.stdout  # the hint is for python -m panoramasdk run
     page = (out / "report.html").read_text()
     assert "<td>camera_node</td><td>pattern:ball@64x48@10</td>" in page
     assert "class=\"fail\">FAIL" in page and "<svg" in page

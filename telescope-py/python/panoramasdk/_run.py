@@ -514,6 +514,9 @@ def _close(rt: Runtime, outcome: str, message: str, args) -> int:
         os.makedirs(args.report, exist_ok=True)
         with open(os.path.join(args.report, "report.json"), "w") as f:
             json.dump(report, f, indent=2)
+        if not os.environ.get("TELESCOPE_RUN_APP"):  # (telescope run-app renders it itself)
+            print(f"run-app: report {os.path.join(args.report, 'report.json')} (the page: "
+                  f"telescope report {args.report})", flush=True)
     cams = ", ".join(f"{c['name']}: {c['delivered']} delivered, {c['superseded']} superseded, "
                      f"{c['cached']} cached" for c in report["cameras"])
     summary = f"run-app: {report['batches']} batches, {report['puts']} put" + (
