@@ -519,3 +519,75 @@ fn the_viewer_plays_a_stream_in_headless_chromium() {
         "playing {playing}, asked {from_ms}: {from}"
     );
 }
+
+/// `curl` PutMedia of an MKV file into `stream` with RELATIVE timecodes from `start_s`; the
+/// number of PERSISTED acks.
+fn put_file(url: &str, stream: &str, mkv: &Path, start_s: u64) -> usize {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-X", "POST"])
+        .args(["-H", &format!("x-amzn-stream-name: {stream}")])
+        .args(["-H", "x-amzn-fragment-timecode-type: RELATIVE"])
+        .args(["-H", &format!("x-amzn-producer-start-timestamp: {start_s}")])
+        .arg("--data-binary")
+        .arg(format!("@{}", mkv.display()))
+        .arg(format!("{url}/putMedia"))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .matches("PERSISTED")
+        .count()
+}
+
+#[test]
+fn a_producer_restarting_at_another_size_plays_on_with_a_new_init_fragment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (big, small) = (dir.path().join("big.mkv"), dir.path().join("small.mkv"));
+    // GStreamer's own muxer, as kvssink-based producers write (NUL-padded codec ID, a Segment
+    // of known size).
+    gst_clip(&big, 320, 240, "25/1", 50);
+    gst_clip(&small, 160, 120, "25/1", 50);
+    let (_mock, url) = testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), &[]);
+    let (status, _, body) = post(
+        &url,
+        "createStream",
+        r#"{"StreamName":"restart","DataRetentionInHours":1}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(put_file(&url, "restart", &big, start) >= 1);
+    assert!(put_file(&url, "restart", &small, start + 10) >= 1);
+    let ask = format!(
+        r#"{{"StreamName":"restart","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{{"StartTimestamp":{},"EndTimestamp":{}}}}}}}"#,
+        start - 1,
+        start + 20
+    );
+    let (status, _, body) = post(&url, "getHLSStreamingSessionURL", &ask);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let master = v["HLSStreamingSessionURL"].as_str().unwrap();
+    let (_, playlist) =
+        get(&(master.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist") + "&TrackNumber=1"));
+    assert!(playlist.contains("SequenceNumber=1"), "{playlist}");
+    // Every frame decodes, at the size its producer sent.
+    let out = testkit::host_tool("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "frame=width,height",
+            "-of",
+            "csv=p=0",
+            master,
+        ])
+        .output()
+        .unwrap();
+    let sizes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches(',').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(sizes.iter().filter(|s| *s == "320,240").count(), 50);
+    assert_eq!(sizes.iter().filter(|s| *s == "160,120").count(), 50);
+}

@@ -93,15 +93,18 @@ pub fn media_playlist(session: &Session, token: &str, listed: &[Listed]) -> Stri
         out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
-    if !session.mpeg_ts {
-        let _ = writeln!(
-            out,
-            "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=1\""
-        );
-    }
     for (i, f) in listed.iter().enumerate() {
-        if discontinuity_before(session, listed, i) {
+        // A new init fragment (codec private data changed) starts a new discontinuity.
+        let new_init = i > 0 && listed[i - 1].init != f.init;
+        if discontinuity_before(session, listed, i) || new_init {
             out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if !session.mpeg_ts && (i == 0 || new_init) {
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=1&SequenceNumber={}\"",
+                f.init
+            );
         }
         if session.display_timestamp {
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso_time(f.producer_ms));
@@ -142,6 +145,7 @@ mod tests {
                 server_ms: *s,
                 extent_ms: 2000,
                 bytes: 1000,
+                init: 0,
             })
             .collect()
     }
@@ -180,9 +184,20 @@ mod tests {
         assert_eq!(count(DiscontinuityMode::OnDiscontinuity), 1);
         let text = media_playlist(&session(DiscontinuityMode::Never, false), "T", &l);
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
+        let map = "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken=T&TrackNumber=1";
         assert!(
-            text.contains("#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken=T&TrackNumber=1\"")
+            text.contains(&format!("{map}&SequenceNumber=0\"")),
+            "{text}"
         );
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1);
+        // The producer restarted with other settings at the third fragment: a new init
+        // fragment there, after a discontinuity.
+        let mut changed = l.clone();
+        changed[2].init = 1;
+        let text = media_playlist(&session(DiscontinuityMode::Never, false), "T", &changed);
+        let tail = &text[text.find("SequenceNumber=1").expect("a second map")..];
+        assert!(tail.contains("FragmentNumber=102"), "{text}");
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:10.000Z"));
         assert!(
             !text.contains("#EXT-X-ENDLIST"),

@@ -50,8 +50,10 @@ pub enum PlaybackMediaError {
     NoMediaKept,
 }
 
-/// Children of a master element's body: (id, data). Stops quietly at malformed or truncated
-/// input (what follows is not trusted); an unknown-size element yields the rest of the buffer.
+/// Children of a master element's body: (id, data). Stops quietly at malformed input (what
+/// follows is not trusted). An element of unknown size, or one larger than what is here (the
+/// stored header holds a Segment's element header as a producer wrote it, a file's Segment
+/// with its whole size), yields the rest of the buffer.
 fn children(buf: &[u8]) -> Vec<(u32, &[u8])> {
     let mut out = Vec::new();
     let mut pos = 0usize;
@@ -60,13 +62,10 @@ fn children(buf: &[u8]) -> Vec<(u32, &[u8])> {
             break;
         };
         let start = pos + hlen;
-        let end = match size {
-            Some(s) => match usize::try_from(s).ok().and_then(|s| start.checked_add(s)) {
-                Some(end) if end <= buf.len() => end,
-                _ => break,
-            },
-            None => buf.len(),
-        };
+        let end = size
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| start.checked_add(s))
+            .map_or(buf.len(), |end| end.min(buf.len()));
         out.push((eid, &buf[start..end]));
         pos = end;
     }
@@ -121,7 +120,10 @@ fn track_entry(entry: &[u8]) -> Track {
     for (eid, v) in children(entry) {
         match eid {
             id::TRACK_NUMBER => t.number = uint(v),
-            id::CODEC_ID => t.codec_id = String::from_utf8_lossy(v).into_owned(),
+            // EBML strings may be padded with NULs (GStreamer's matroskamux writes one).
+            id::CODEC_ID => {
+                t.codec_id = String::from_utf8_lossy(v).trim_end_matches('\0').to_owned()
+            }
             id::CODEC_PRIVATE => t.codec_private = v.to_vec(),
             id::VIDEO => {
                 for (eid, v) in children(v) {

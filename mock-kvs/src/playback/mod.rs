@@ -127,7 +127,11 @@ pub(crate) async fn session_request(req: Request<Incoming>, ctx: Arc<Ctx>) -> Re
             dash::manifest(&session, token, &listed()).into_bytes(),
         ),
         "getMP4InitFragment.mp4" if !session.mpeg_ts => {
-            ok("video/mp4", mp4::init_segment(&session.track))
+            let sequence = q.get("SequenceNumber").and_then(|n| n.parse().ok());
+            match init_track(&ctx, &session, sequence.unwrap_or(0)) {
+                Ok(track) => ok("video/mp4", mp4::init_segment(&track)),
+                Err(e) => respond(Err(e)),
+            }
         }
         "getMP4MediaFragment.mp4" | "getTSFragment.ts" => {
             let number = q.get("FragmentNumber").cloned().unwrap_or_default();
@@ -145,6 +149,25 @@ pub(crate) async fn session_request(req: Request<Incoming>, ctx: Arc<Ctx>) -> Re
             "UnknownOperationException",
             format!("no session resource {name}"),
         ))),
+    }
+}
+
+/// The track of init fragment `sequence`: that of the first fragment playing with it.
+fn init_track(ctx: &Ctx, session: &Session, sequence: usize) -> Result<session::Track, ApiError> {
+    let media = ctx.media();
+    let all = media
+        .get(&session.stream)
+        .map_or(&[][..], |m| &m.fragments[..]);
+    let candidates = session.candidates(all);
+    let inits = session::inits(&candidates);
+    match inits.iter().position(|n| *n == sequence) {
+        Some(i) => matroska::playable_track(&candidates[i].header).map_err(session::media_error),
+        None if sequence == 0 => Ok(session.track.clone()),
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("No init fragment {sequence} in this session"),
+        )),
     }
 }
 
@@ -178,7 +201,9 @@ async fn fragment(ctx: &Ctx, session: &Session, number: &str) -> Result<Vec<u8>,
         let origin = candidates.first().map_or(0, |c| c.producer_ms as i64) - 10_000;
         ((*f).clone(), i as u32 + 1, next_ms, origin)
     };
-    let track = session.track.clone();
+    // Each fragment plays with its own header's track (its codec private data may differ
+    // from the session's first).
+    let track = matroska::playable_track(&stored.header).unwrap_or_else(|_| session.track.clone());
     if !session.mpeg_ts {
         let frames = matroska::frames(&stored, &track).map_err(session::media_error)?;
         return Ok(mp4::media_segment(sequence, &frames, next_ms));

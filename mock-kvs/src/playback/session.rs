@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::matroska::{playable_track, PlaybackMediaError, Track};
+pub use super::matroska::Track;
+use super::matroska::{playable_track, PlaybackMediaError};
 use super::request::{enum_field, playback_stream, Selector};
 use crate::media::{now_ms, StoredFragment};
 use crate::{error, invalid, ApiError, Ctx, Reply};
@@ -73,6 +74,37 @@ pub struct Listed {
     pub server_ms: u64,
     pub extent_ms: u64,
     pub bytes: usize,
+    /// Which of the session's init fragments the fragment plays with (`SequenceNumber` of
+    /// `getMP4InitFragment.mp4`): it counts the codec private data changes before it.
+    pub init: usize,
+}
+
+/// Per candidate, its init fragment's sequence number: a new one whenever the track's codec
+/// private data or size differs from the previous fragment's (a producer restarted with other
+/// settings). "For the HLS streaming session, in-track codec private data (CPD) changes are
+/// supported" (GetHLSStreamingSessionURL).
+pub fn inits(candidates: &[&StoredFragment]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(candidates.len());
+    let mut previous: Option<(&StoredFragment, Option<Track>)> = None;
+    let mut n = 0;
+    for f in candidates {
+        let track = match previous {
+            Some((p, ref t)) if std::sync::Arc::ptr_eq(&p.header, &f.header) => t.clone(),
+            _ => super::matroska::track(&f.header).ok(),
+        };
+        if let Some((_, ref before)) = previous {
+            let key = |t: &Option<Track>| {
+                t.as_ref()
+                    .map(|t| (t.codec_private.clone(), t.width, t.height))
+            };
+            if key(before) != key(&track) {
+                n += 1;
+            }
+        }
+        out.push(n);
+        previous = Some((f, track));
+    }
+    out
 }
 
 /// A live session needs a fragment this recent: "a session with a PlaybackMode of LIVE is
@@ -119,6 +151,7 @@ impl Session {
     /// ON_DEMAND, the oldest fragments are returned", MaxMediaPlaylistFragmentResults).
     pub fn window(&self, fragments: &[StoredFragment]) -> Vec<Listed> {
         let all = self.candidates(fragments);
+        let init = inits(&all);
         let listed = |(sequence, f): (usize, &&StoredFragment)| Listed {
             sequence,
             number: f.number.clone(),
@@ -126,6 +159,7 @@ impl Session {
             server_ms: f.server_ms,
             extent_ms: f.extent_ms(),
             bytes: f.raw.len(),
+            init: init[sequence],
         };
         let indexed = all.iter().enumerate();
         match self.mode {
