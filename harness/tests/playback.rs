@@ -590,4 +590,21 @@ fn a_producer_restarting_at_another_size_plays_on_with_a_new_init_fragment() {
         .collect();
     assert_eq!(sizes.iter().filter(|s| *s == "320,240").count(), 50);
     assert_eq!(sizes.iter().filter(|s| *s == "160,120").count(), 50);
+    // A clip has one track configuration: it ends where the producer changed it.
+    let clip = dir.path().join("clip.mp4");
+    let ask = format!(
+        r#"{{"StreamName":"restart","ClipFragmentSelector":{{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{{"StartTimestamp":{},"EndTimestamp":{}}}}}}}"#,
+        start - 1,
+        start + 20
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-X", "POST", "-d", &ask])
+        .arg("-o")
+        .arg(&clip)
+        .arg(format!("{url}/getClip"))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let p = probe(&clip);
+    assert_eq!((p.frames, p.width, p.height), (50, 320, 240));
 }

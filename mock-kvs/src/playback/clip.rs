@@ -40,10 +40,16 @@ fn select(ctx: &Ctx, stream: &str, sel: &Selector) -> Vec<StoredFragment> {
         .filter(|f| (start..=end).contains(&key(f)) && seen.insert(f.producer_ms))
         .collect();
     chosen.sort_by_key(|f| key(f));
+    // One MP4 track has one codec configuration: the clip ends where the producer changed
+    // its codec private data or size (a later clip starting there holds what follows).
+    let same_track = super::session::inits(&chosen)
+        .iter()
+        .take_while(|n| **n == 0)
+        .count();
     let mut bytes = 0usize;
     chosen
         .into_iter()
-        .take(MAX_FRAGMENTS)
+        .take(same_track.min(MAX_FRAGMENTS))
         .take_while(|f| {
             bytes += f.raw.len();
             bytes <= MAX_BYTES
