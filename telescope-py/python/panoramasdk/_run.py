@@ -91,6 +91,7 @@ class _Sampler:
 
     def finish(self) -> List[dict]:
         self._stop.set()
+        self._thread.join(5.0)  # it wakes at once; a sample under way is finished first
         if time.perf_counter() - self._last[0] > self.interval / 10:
             self.sample()  # the tail of the run since the last sample
         return self.samples
