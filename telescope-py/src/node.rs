@@ -109,6 +109,60 @@ fn parse_rate(value: Option<&str>, what: &str) -> PyResult<Option<Rate>> {
         .transpose()
 }
 
+/// A node's run length: positive seconds, or until the cameras end.
+fn node_duration(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+    match seconds {
+        Some(d) if d.is_finite() && d > 0.0 => Ok(Some(Duration::from_secs_f64(d))),
+        Some(d) => Err(PyValueError::new_err(format!(
+            "duration {d} is not a positive number of seconds"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The cameras' configurations from `(name, source)` pairs, each source played `loops` times
+/// (0: until stopped).
+fn camera_configs(cameras: &[(String, String)], loops: u32) -> PyResult<Vec<CameraConfig>> {
+    cameras
+        .iter()
+        .map(|(name, spec)| {
+            let source: SourceSpec =
+                spec.parse()
+                    .map_err(|e: simulator::source::SourceSpecError| {
+                        PyValueError::new_err(format!("camera {name}: {e}"))
+                    })?;
+            Ok(CameraConfig {
+                name: name.clone(),
+                source,
+                passes: (loops > 0).then_some(loops),
+                timing: None,
+            })
+        })
+        .collect()
+}
+
+/// Runs the node on its own thread, handing batches over through `shared`; its outcome (the
+/// report, its error or its panic) is left in `shared` when it ends.
+fn spawn_node(node: SimNode, shared: Arc<Shared>) -> PyResult<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("telescope-node".into())
+        .spawn(move || {
+            let mut app = Handover(shared.clone());
+            let mut output = |_t: Duration, _streams: Vec<MediaStream>| Ok(());
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                node.run(&mut app, &mut output, &shared.stop)
+            }));
+            let ended = match result {
+                Ok(Ok(report)) => Ok(report),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(_) => Err("the node's thread panicked".to_owned()),
+            };
+            shared.lock().ended = Some(ended);
+            shared.changed.notify_all();
+        })
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the node: {e}")))
+}
+
 #[pymethods]
 impl Node {
     #[new]
@@ -134,15 +188,6 @@ impl Node {
         if cameras.is_empty() {
             return Err(PyValueError::new_err("a node needs at least one camera"));
         }
-        let duration = match duration {
-            Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
-            Some(d) => {
-                return Err(PyValueError::new_err(format!(
-                    "duration {d} is not a positive number of seconds"
-                )));
-            }
-            None => None,
-        };
         let model = CameraModelOptions {
             jitter_ms,
             normal_jitter,
@@ -152,24 +197,10 @@ impl Node {
             stall_ms,
             camera_fps: parse_rate(camera_fps.as_deref(), "camera fps")?,
         };
-        let mut configs = Vec::with_capacity(cameras.len());
-        for (name, spec) in &cameras {
-            let source: SourceSpec =
-                spec.parse()
-                    .map_err(|e: simulator::source::SourceSpecError| {
-                        PyValueError::new_err(format!("camera {name}: {e}"))
-                    })?;
-            configs.push(CameraConfig {
-                name: name.clone(),
-                source,
-                passes: (loops > 0).then_some(loops),
-                timing: None,
-            });
-        }
         let config = NodeConfig {
-            cameras: configs,
+            cameras: camera_configs(&cameras, loops)?,
             seed,
-            duration,
+            duration: node_duration(duration)?,
             clock: if virtual_clock {
                 NodeClock::Virtual(VirtualClock::new())
             } else {
@@ -187,26 +218,7 @@ impl Node {
                 .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
         let shared = Arc::new(Shared::default());
-        let thread = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("telescope-node".into())
-                .spawn(move || {
-                    let mut app = Handover(shared.clone());
-                    let mut output = |_t: Duration, _streams: Vec<MediaStream>| Ok(());
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        node.run(&mut app, &mut output, &shared.stop)
-                    }));
-                    let ended = match result {
-                        Ok(Ok(report)) => Ok(report),
-                        Ok(Err(e)) => Err(format!("{e:#}")),
-                        Err(_) => Err("the node's thread panicked".to_owned()),
-                    };
-                    shared.lock().ended = Some(ended);
-                    shared.changed.notify_all();
-                })
-                .map_err(|e| PyRuntimeError::new_err(format!("cannot start the node: {e}")))?
-        };
+        let thread = spawn_node(node, shared.clone())?;
         Ok(Node {
             shared,
             thread: Mutex::new(Some(thread)),
