@@ -1072,62 +1072,8 @@ fn rtsp_delivered(lane: &Lane) -> u64 {
 
 fn print_summary(report: &Report, lanes: &[Lane]) {
     for (c, lane) in report.cameras.iter().zip(lanes) {
-        let t = &c.telescope;
-        let size = match t.estimate {
-            Some(e) => format!("{}x{}", e.width, e.height),
-            None => "?".into(),
-        };
-        println!(
-            "camera {}: replayed {} frames of {} in {:.1} s: {} fps, {}, encoder {}",
-            c.name,
-            c.frames_in,
-            c.source,
-            report.wall_seconds,
-            t.estimate.map_or("?".into(), |e| e.rate.to_string()),
-            size,
-            t.encoder.as_deref().unwrap_or("?")
-        );
-        let drops: Vec<String> = DropReason::ALL
-            .iter()
-            .filter_map(|r| {
-                let n = t.dropped(*r);
-                (n > 0).then(|| format!("{n} {}", r.name()))
-            })
-            .collect();
-        println!(
-            "  frames: {} put, {} encoded out, {} duplicated, {} dropped by rate, {} superseded, dropped: {}",
-            t.frames_put,
-            t.frames_out,
-            t.frames_duplicated,
-            t.frames_rate_dropped,
-            c.superseded,
-            if drops.is_empty() { "none".to_owned() } else { drops.join(", ") }
-        );
-        for sink in lane.telescope.config().sinks.iter() {
-            match sink {
-                SinkConfig::File(f) if f.rotation.is_some() => {
-                    println!(
-                        "  wrote a series of files {} (index in place of %05d)",
-                        f.pattern_for(0).display()
-                    );
-                }
-                SinkConfig::File(f) => {
-                    println!("  wrote {}", f.path.display());
-                    println!(
-                        "  play it with: ffplay {}   (or: vlc {})",
-                        f.path.display(),
-                        f.path.display()
-                    );
-                }
-                SinkConfig::Kvs(k) => {
-                    println!("  streamed to {}", sink.describe());
-                    if let Some(url) = mock_viewer(k) {
-                        println!("  watch it: {url}");
-                    }
-                }
-                other => println!("  streamed to {}", other.describe()),
-            }
-        }
+        print_camera(c, report.wall_seconds);
+        print_sinks(&lane.telescope.config().sinks);
         match c.unaccounted() {
             0 => println!("  every frame accounted for"),
             n => println!("  WARNING: {n} frames unaccounted for"),
@@ -1140,6 +1086,75 @@ fn print_summary(report: &Report, lanes: &[Lane]) {
             );
         }
     }
+    print_rtsp_servers(lanes);
+}
+
+/// A camera's source, stream and frame counts.
+fn print_camera(c: &CameraReport, wall_seconds: f64) {
+    let t = &c.telescope;
+    let size = match t.estimate {
+        Some(e) => format!("{}x{}", e.width, e.height),
+        None => "?".into(),
+    };
+    println!(
+        "camera {}: replayed {} frames of {} in {:.1} s: {} fps, {}, encoder {}",
+        c.name,
+        c.frames_in,
+        c.source,
+        wall_seconds,
+        t.estimate.map_or("?".into(), |e| e.rate.to_string()),
+        size,
+        t.encoder.as_deref().unwrap_or("?")
+    );
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .filter_map(|r| {
+            let n = t.dropped(*r);
+            (n > 0).then(|| format!("{n} {}", r.name()))
+        })
+        .collect();
+    println!(
+        "  frames: {} put, {} encoded out, {} duplicated, {} dropped by rate, {} superseded, dropped: {}",
+        t.frames_put,
+        t.frames_out,
+        t.frames_duplicated,
+        t.frames_rate_dropped,
+        c.superseded,
+        if drops.is_empty() { "none".to_owned() } else { drops.join(", ") }
+    );
+}
+
+/// Where a camera's stream went and how to watch it.
+fn print_sinks(sinks: &[SinkConfig]) {
+    for sink in sinks {
+        match sink {
+            SinkConfig::File(f) if f.rotation.is_some() => {
+                println!(
+                    "  wrote a series of files {} (index in place of %05d)",
+                    f.pattern_for(0).display()
+                );
+            }
+            SinkConfig::File(f) => {
+                println!("  wrote {}", f.path.display());
+                println!(
+                    "  play it with: ffplay {}   (or: vlc {})",
+                    f.path.display(),
+                    f.path.display()
+                );
+            }
+            SinkConfig::Kvs(k) => {
+                println!("  streamed to {}", sink.describe());
+                if let Some(url) = mock_viewer(k) {
+                    println!("  watch it: {url}");
+                }
+            }
+            other => println!("  streamed to {}", other.describe()),
+        }
+    }
+}
+
+/// Each RTSP server once: its viewers and refused logins.
+fn print_rtsp_servers(lanes: &[Lane]) {
     let mut seen = std::collections::HashSet::new();
     for server in lanes.iter().flat_map(|l| l.rtsp.iter()) {
         if !seen.insert(server.port()) {

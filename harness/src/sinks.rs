@@ -147,68 +147,11 @@ impl Sinks {
         for raw in specs {
             let spec = raw.replace("{camera}", camera);
             if spec.starts_with("rtsp://") {
-                let rtsp: RtspSpec = spec.parse()?;
-                let key = (rtsp.host.clone(), rtsp.port);
-                let server = match self.by_address.get(&key) {
-                    Some(s) => s.clone(),
-                    None => {
-                        let config = RtspServerConfig {
-                            address: rtsp.host.clone(),
-                            port: rtsp.port,
-                            auth: self.auth.clone(),
-                        };
-                        let server = RtspServer::start(config)
-                            .with_context(|| format!("cannot serve {spec}"))?;
-                        self.by_address.insert(key, server.clone());
-                        server
-                    }
-                };
-                let mount = server
-                    .mount(&rtsp.path)
-                    .with_context(|| format!("cannot serve {spec}"))?;
-                built.configs.push(SinkConfig::rtsp(mount));
+                let (mount, server) = self.rtsp(&spec)?;
+                built.configs.push(mount);
                 built.rtsp.push(server);
             } else if spec.starts_with("kvs://") {
-                let k: KvsSpec = spec.parse()?;
-                let region = k
-                    .region
-                    .or_else(|| std::env::var("AWS_REGION").ok())
-                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                    .with_context(|| {
-                        format!("`{spec}`: no region (add ?region=R or set AWS_REGION)")
-                    })?;
-                let mut config = KvsSinkConfig::new(
-                    &k.stream,
-                    KvsConfig {
-                        region,
-                        endpoint: k.endpoint,
-                        credentials: self
-                            .options
-                            .credentials
-                            .clone()
-                            .unwrap_or(CredentialSource::DefaultChain),
-                    },
-                );
-                if self.options.create {
-                    config.create = Some(CreateStreamOptions::default());
-                }
-                let missing = |e: &telescope::TelescopeError| {
-                    matches!(
-                        e,
-                        telescope::TelescopeError::Kvs(
-                            telescope::kvs::KvsError::StreamNotFound { .. }
-                        )
-                    )
-                };
-                let sink = KvsSink::connect(config).map_err(|e| {
-                    // The library names the concept; the command line names its flag.
-                    let hint = if missing(&e) && !self.options.create {
-                        " (--create-stream creates missing streams)"
-                    } else {
-                        ""
-                    };
-                    anyhow::Error::new(e).context(format!("cannot stream to {spec}{hint}"))
-                })?;
+                let sink = self.kvs(&spec)?;
                 built.kvs.push(sink.clone());
                 built.configs.push(SinkConfig::Kvs(sink));
             } else {
@@ -219,6 +162,69 @@ impl Sinks {
             }
         }
         Ok(built)
+    }
+
+    /// A mount on the server for the URL's host and port, started the first time.
+    fn rtsp(&mut self, spec: &str) -> Result<(SinkConfig, RtspServer)> {
+        let rtsp: RtspSpec = spec.parse()?;
+        let key = (rtsp.host.clone(), rtsp.port);
+        let server = match self.by_address.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let config = RtspServerConfig {
+                    address: rtsp.host.clone(),
+                    port: rtsp.port,
+                    auth: self.auth.clone(),
+                };
+                let server =
+                    RtspServer::start(config).with_context(|| format!("cannot serve {spec}"))?;
+                self.by_address.insert(key, server.clone());
+                server
+            }
+        };
+        let mount = server
+            .mount(&rtsp.path)
+            .with_context(|| format!("cannot serve {spec}"))?;
+        Ok((SinkConfig::rtsp(mount), server))
+    }
+
+    /// A connected KVS sink: its stream checked (or created with --create-stream).
+    fn kvs(&self, spec: &str) -> Result<KvsSink> {
+        let k: KvsSpec = spec.parse()?;
+        let region = k
+            .region
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .with_context(|| format!("`{spec}`: no region (add ?region=R or set AWS_REGION)"))?;
+        let credentials = self
+            .options
+            .credentials
+            .clone()
+            .unwrap_or(CredentialSource::DefaultChain);
+        let kvs = KvsConfig {
+            region,
+            endpoint: k.endpoint,
+            credentials,
+        };
+        let mut config = KvsSinkConfig::new(&k.stream, kvs);
+        if self.options.create {
+            config.create = Some(CreateStreamOptions::default());
+        }
+        let missing = |e: &telescope::TelescopeError| {
+            matches!(
+                e,
+                telescope::TelescopeError::Kvs(telescope::kvs::KvsError::StreamNotFound { .. })
+            )
+        };
+        KvsSink::connect(config).map_err(|e| {
+            // The library names the concept; the command line names its flag.
+            let hint = if missing(&e) && !self.options.create {
+                " (--create-stream creates missing streams)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(e).context(format!("cannot stream to {spec}{hint}"))
+        })
     }
 }
 
