@@ -271,11 +271,12 @@ fn parse_task_stat(stat: &str, ticks_per_second: f64) -> Option<(String, f64)> {
 
 /// What a thread does, from its name: GStreamer names streaming threads after the pad that
 /// drives them (`src:src` is a Telescope's appsrc, which also runs the conversion, the overlay
-/// and the encoder, whose own worker threads inherit the name), and threads without a name of
-/// their own inherit their creator's.
+/// and the encoder, whose own worker threads inherit the name; a Telescope's `NAME-worker`
+/// converts BGR frames to I420 before pushing them), and threads without a name of their own
+/// inherit their creator's.
 pub fn thread_group(name: &str) -> &'static str {
     let has = |p: &str| name.contains(p);
-    if name == "src:src" || has("x264") || has("enc") {
+    if name == "src:src" || has("x264") || has("enc") || name.ends_with("-worker") {
         "encode (convert, overlay, H.264)"
     } else if has("demux")
         || has("multiqueue")
@@ -387,6 +388,7 @@ mod tests {
 
     #[test]
     fn thread_stats_parse_and_group_with_what_ended_apart() {
+        assert_eq!(thread_group("0-worker"), "encode (convert, overlay, H.264)");
         let stat = "4242 (src:src) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 7 0";
         assert_eq!(parse_task_stat(stat, 100.0), Some(("src:src".into(), 3.0)));
         // A name with spaces and parentheses.
