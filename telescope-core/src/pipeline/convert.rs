@@ -3,7 +3,8 @@
 //! 2.3 ms per 768x576 frame and 8 ms per 1080p frame on the test VM, a quarter of the default
 //! profile's CPU; this conversion does the same in a fraction of that.
 //!
-//! The result is what videoconvert gives, within a level of rounding: GStreamer's default
+//! The result is what videoconvert gives within one level (two in BT.709's Cb; PSNR 46-56 dB
+//! against videoconvert's planes on vtest.avi and a 1080p pattern): GStreamer's default
 //! matrix for the frame's height (BT.601 up to 576 rows, BT.709 above, limited range; the caps
 //! pushed with the frame carry the same default colorimetry), chroma the mean of each 2x2
 //! block. Frames it does not handle (other formats, odd sizes, 2160 rows and more) go to
