@@ -4,7 +4,7 @@
 //! header by the size of one Info and one Tracks, and elements it does not keep (SeekHead,
 //! Void, Cues, Tags) are skipped as they stream past rather than buffered.
 
-use telescope_kvs::mkv::id;
+use telescope_kvs::mkv::{id, UNKNOWN_SIZE};
 
 /// What the reader found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,7 +283,11 @@ impl MkvParser {
                 Ok(Some((len, None)))
             }
             (Place::Top, id::SEGMENT) if !self.preamble.is_empty() => {
-                self.preamble.extend_from_slice(&self.buf[pos..pos + hlen]);
+                // Kept with an unknown size whatever the producer wrote (a file written by a
+                // muxer that could seek back has the whole file's size there): the header is
+                // replayed before other fragments, as KVS's own GetMedia output has it.
+                self.preamble.extend_from_slice(&id::SEGMENT.to_be_bytes());
+                self.preamble.extend_from_slice(&UNKNOWN_SIZE);
                 self.place = Place::Segment;
                 Ok(Some((hlen, None)))
             }
@@ -497,6 +501,28 @@ mod tests {
             all.extend_from_slice(c);
         }
         (all, clusters)
+    }
+
+    #[test]
+    fn a_segment_of_known_size_is_kept_as_one_of_unknown_size() {
+        let (live, _) = stream();
+        let at = live
+            .windows(12)
+            .position(|w| w[..4] == [0x18, 0x53, 0x80, 0x67] && w[4..] == UNKNOWN_SIZE)
+            .expect("a Segment of unknown size");
+        // The same stream as a muxer that seeks back writes it: the Segment's size filled in.
+        let mut file = live.clone();
+        let rest = (live.len() - at - 12) as u64;
+        file[at + 4..at + 12].copy_from_slice(&(rest | (1 << 56)).to_be_bytes());
+        let header = |bytes: &[u8]| {
+            let events = MkvParser::new().push(bytes);
+            match events.into_iter().next() {
+                Some(Ok(MkvEvent::Header(h))) => h,
+                other => panic!("no header: {other:?}"),
+            }
+        };
+        assert_ne!(file, live);
+        assert_eq!(header(&file), header(&live));
     }
 
     #[test]
