@@ -27,10 +27,12 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
         format!(
             "type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
              minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\"",
-            // Media time is producer time since the epoch: anchored there, a live timeline
-            // stays put as the window slides, and a segment is available once its producer
-            // time (plus its duration) has passed on the wall clock.
-            iso_time(0),
+            // Media time is producer time: anchored at the session's earliest fragment (and
+            // offset by it below), a live timeline stays put as the window slides, a segment
+            // is available once its producer time has passed on the wall clock, and players
+            // that start from the availability time (GStreamer's dashdemux) find the media
+            // where it is rather than 56 years after 1970.
+            iso_time(session.anchor_ms),
             iso_time(crate::media::now_ms()),
             duration(end.saturating_sub(first).max(1000)),
         )
@@ -56,7 +58,11 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
     let _ = writeln!(
         out,
         "    <SegmentList timescale=\"1000\" presentationTimeOffset=\"{}\">",
-        if session.ended() { first } else { 0 }
+        if session.ended() {
+            first
+        } else {
+            session.anchor_ms
+        }
     );
     let _ = writeln!(
         out,

@@ -166,6 +166,7 @@ mod tests {
             created_ms: 0,
             expires_ms: u64::MAX,
             track: Default::default(),
+            anchor_ms: 0,
             url_token: String::new(),
         }
     }

@@ -60,6 +60,9 @@ pub struct Session {
     pub expires_ms: u64,
     /// The video track of the session's first fragment (its init fragment).
     pub track: Track,
+    /// The earliest producer time (ms) the session could list when it was made: where a live
+    /// DASH timeline starts, fixed for the session's life.
+    pub anchor_ms: u64,
     /// The token of the session URL (see [`tokens`]).
     pub url_token: String,
 }
@@ -281,6 +284,7 @@ fn parse(protocol: Protocol, input: &Value) -> Result<(Session, Option<Selector>
         created_ms: now,
         expires_ms: now + expires as u64 * 1000,
         track: Track::default(),
+        anchor_ms: 0,
         url_token: String::new(),
     };
     Ok((session, selector))
@@ -346,6 +350,11 @@ pub fn create(ctx: &Arc<Ctx>, input: &Value, protocol: Protocol, base: &str) -> 
             ));
         };
         session.track = playable_track(&first.header).map_err(media_error)?;
+        session.anchor_ms = listed
+            .iter()
+            .map(|f| f.producer_ms)
+            .min()
+            .unwrap_or_default();
     }
     let (short, long) = tokens();
     let (path, field) = match protocol {
@@ -412,6 +421,7 @@ mod tests {
             created_ms: now_ms(),
             expires_ms: now_ms() + 300_000,
             track: Track::default(),
+            anchor_ms: 0,
             url_token: String::new(),
         }
     }
