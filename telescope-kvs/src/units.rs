@@ -7,34 +7,39 @@
 
 use std::time::Duration;
 
+/// A quantity that cannot be read, saying why and what would be right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QuantityError(String);
+
 /// A number and the unit after it (`1.5s` -> 1.5, `s`); `what` names the quantity and shows
 /// examples when there is no number.
-fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(f64, &'a str), String> {
+fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(f64, &'a str), QuantityError> {
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value = number
         .parse()
-        .map_err(|_| format!("`{s}` is not a {what}"))?;
+        .map_err(|_| QuantityError(format!("`{s}` is not a {what}")))?;
     Ok((value, unit.trim()))
 }
 
 /// Parses a positive duration of at most a year; bare numbers are seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, QuantityError> {
     let d = parse_duration_or_zero(s)?;
     if d.is_zero() {
-        return Err(format!(
+        return Err(QuantityError(format!(
             "`{}` must be a positive duration of at most a year",
             s.trim()
-        ));
+        )));
     }
     Ok(d)
 }
 
 /// Parses a duration of at most a year, zero included (a delay that may be none); bare
 /// numbers are seconds.
-pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, QuantityError> {
     let s = s.trim();
     let (value, unit) = number_and_unit(s, "duration (use 90s, 10m, 1h, 500ms)")?;
     let seconds = match unit {
@@ -42,17 +47,23 @@ pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h)")),
+        other => {
+            return Err(QuantityError(format!(
+                "`{s}`: unknown unit `{other}` (use ms, s, m, h)"
+            )))
+        }
     };
     if !seconds.is_finite() || !(0.0..=366.0 * 86400.0).contains(&seconds) {
-        return Err(format!("`{s}` must be a duration of at most a year"));
+        return Err(QuantityError(format!(
+            "`{s}` must be a duration of at most a year"
+        )));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Parses a size in bytes: a bare number is bytes; `kB`, `MB`, `GB` are powers of 1000,
 /// `KiB`, `MiB`, `GiB` powers of 1024 (case-insensitive, `k`/`M`/`G` alone as well).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub fn parse_bytes(s: &str) -> Result<u64, QuantityError> {
     let s = s.trim();
     let (value, unit) = number_and_unit(s, "size (use 500kB, 100MB, 2GiB)")?;
     let scale: f64 = match unit.to_ascii_lowercase().as_str() {
@@ -64,14 +75,16 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         other => {
-            return Err(format!(
+            return Err(QuantityError(format!(
                 "`{s}`: unknown unit `{other}` (use kB, MB, GB, KiB, MiB, GiB)"
-            ))
+            )))
         }
     };
     let bytes = value * scale;
     if !bytes.is_finite() || !(1.0..=1e15).contains(&bytes) {
-        return Err(format!("`{s}` must be between 1 byte and 1 PB"));
+        return Err(QuantityError(format!(
+            "`{s}` must be between 1 byte and 1 PB"
+        )));
     }
     Ok(bytes.round() as u64)
 }

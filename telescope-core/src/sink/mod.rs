@@ -109,10 +109,12 @@ impl FromStr for SinkConfig {
                 .ok_or_else(|| bad(format!("`{pair}` is not KEY=VALUE")))?;
             match key {
                 "rotate" => {
-                    rotation.every = Some(crate::units::parse_duration(value).map_err(bad)?)
+                    rotation.every =
+                        Some(crate::units::parse_duration(value).map_err(|e| bad(e.to_string()))?)
                 }
                 "max-size" => {
-                    rotation.max_bytes = Some(crate::units::parse_bytes(value).map_err(bad)?)
+                    rotation.max_bytes =
+                        Some(crate::units::parse_bytes(value).map_err(|e| bad(e.to_string()))?)
                 }
                 "keep" => {
                     rotation.keep = value
