@@ -229,6 +229,9 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// GetImages pages rendered at once.
+static RENDERING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// GetImages.
 pub async fn get_images(ctx: Arc<Ctx>, input: Value) -> Reply {
     let ask = parse(&input)?;
@@ -237,6 +240,15 @@ pub async fn get_images(ctx: Arc<Ctx>, input: Value) -> Reply {
     let total = (ask.end_ms - ask.start_ms) / ask.interval_ms + 1;
     let next = ask.from as u64 + wanted.len() as u64;
     let job = ask.clone();
+    // Decoding and encoding a page of full-size images holds tens of MB: a few at a time keep
+    // the server's memory bounded under concurrent callers, the rest wait their turn.
+    let _turn = RENDERING.acquire().await.map_err(|_| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            "image worker closed",
+        )
+    })?;
     let images = tokio::task::spawn_blocking(move || render(&wanted, &job))
         .await
         .map_err(|_| {
