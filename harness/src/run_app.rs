@@ -219,15 +219,25 @@ fn ms(v: Option<f64>) -> String {
 
 /// The run-app page: replay's look (style, charts), the application's figures.
 pub fn render(r: &AppReport) -> String {
-    use std::fmt::Write;
-
-    let e = html::escape;
     let title = format!("Telescope run-app report: {}", r.app);
     let mut s = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{}</style></head><body><h1>{t}</h1>",
         html::STYLE,
-        t = e(&title)
+        t = html::escape(&title)
     );
+    outcome_section(&mut s, r);
+    run_section(&mut s, r);
+    cameras_section(&mut s, r);
+    models_section(&mut s, r);
+    charts_section(&mut s, r);
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// The outcome, the simulator's notes and the budgets' verdicts.
+fn outcome_section(s: &mut String, r: &AppReport) {
+    use std::fmt::Write;
+    let e = html::escape;
     let ok = r.outcome == "ok";
     let _ = write!(
         s,
@@ -265,6 +275,12 @@ pub fn render(r: &AppReport) -> String {
         }
         s.push_str("</table>");
     }
+}
+
+/// The run's figures: batches, loop time, CPU, memory, clock.
+fn run_section(s: &mut String, r: &AppReport) {
+    use std::fmt::Write;
+    let e = html::escape;
     let rows: [(&str, String); 9] = [
         (
             "batches / puts / HDMI frames",
@@ -316,6 +332,12 @@ pub fn render(r: &AppReport) -> String {
         let _ = write!(s, "<tr><td>{name}</td><td>{}</td></tr>", e(&value));
     }
     s.push_str("</table>");
+}
+
+/// Each camera's frames.
+fn cameras_section(s: &mut String, r: &AppReport) {
+    use std::fmt::Write;
+    let e = html::escape;
     s.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>source</th><th>in</th><th>lost</th><th>superseded</th><th>paused</th><th>delivered</th><th>cached</th><th>unavailable</th><th>laps</th><th>to sinks</th></tr>");
     for c in &r.cameras {
         let _ = write!(
@@ -335,6 +357,12 @@ pub fn render(r: &AppReport) -> String {
         );
     }
     s.push_str("</table>");
+}
+
+/// Each served model's calls and inference time.
+fn models_section(s: &mut String, r: &AppReport) {
+    use std::fmt::Write;
+    let e = html::escape;
     if !r.models.is_empty() {
         s.push_str("<h2>Models</h2><table><tr><th>model node</th><th>served by</th><th>calls</th><th>p50 (ms)</th><th>p99 (ms)</th><th>max (ms)</th></tr>");
         for (name, m) in &r.models {
@@ -351,6 +379,10 @@ pub fn render(r: &AppReport) -> String {
         }
         s.push_str("</table>");
     }
+}
+
+/// CPU, memory and batch rate over time; histograms of the loop and of inference.
+fn charts_section(s: &mut String, r: &AppReport) {
     s.push_str("<h2>Over time</h2>");
     if r.timeline.is_empty() {
         s.push_str("<p>No samples: the run was shorter than one sampling interval.</p>");
@@ -393,8 +425,6 @@ pub fn render(r: &AppReport) -> String {
             ));
         }
     }
-    s.push_str("</body></html>\n");
-    s
 }
 
 #[cfg(test)]
