@@ -555,9 +555,10 @@ fn frames_without_a_capture_time_are_stamped_by_the_injected_clock() {
     );
 }
 
-/// A rotating file sink: `rotate=1s` at 10 fps cuts 35 frames into files of 10, 10, 10 and 5
-/// frames (a key frame is asked for at each boundary), every one a complete file; `keep=2`
-/// leaves only the newest two.
+/// A rotating file sink: `rotate=1s` at 10 fps cuts 35 frames into four files, each a complete
+/// file holding every frame once: a key frame is asked for at each boundary, and the encoder
+/// gives it at the boundary or, when the request meets frames already in its lookahead, up to
+/// that many frames later. `keep=2` leaves only the newest two.
 #[test]
 fn rotating_files_split_on_time_and_keep_the_newest() {
     for keep in [0u32, 2] {
@@ -590,16 +591,44 @@ fn rotating_files_split_on_time_and_keep_the_newest() {
             .collect();
         written.sort();
         let frames: Vec<u64> = written.iter().map(|p| probe(p).frames).collect();
+        // Where each file starts, in frames from the first: a boundary (10, 20, 30) or a few
+        // frames after it, never before.
+        let late = u64::from(telescope::EncoderProfile::default().lookahead_frames());
+        let starts: Vec<u64> = frames
+            .iter()
+            .scan(0, |at, n| {
+                let start = *at;
+                *at += n;
+                Some(start)
+            })
+            .collect();
         if keep == 0 {
             let expected: Vec<_> = (0..4).map(|i| file.rotated_path(0, i)).collect();
             assert_eq!(written, expected);
-            assert_eq!(frames, vec![10, 10, 10, 5]);
+            assert_eq!(
+                frames.iter().sum::<u64>(),
+                35,
+                "every frame once: {frames:?}"
+            );
+            for (i, start) in starts.iter().enumerate() {
+                let boundary = 10 * i as u64;
+                assert!(
+                    (boundary..=boundary + late).contains(start),
+                    "file {i} starts at frame {start}: {frames:?}"
+                );
+            }
         } else {
             assert_eq!(
                 written,
                 vec![file.rotated_path(0, 2), file.rotated_path(0, 3)]
             );
-            assert_eq!(frames, vec![10, 5]);
+            // The newest two: from the second boundary (or a little later) to the end.
+            let kept: u64 = frames.iter().sum();
+            assert!((15 - late..=15).contains(&kept), "{frames:?}");
+            assert!(
+                (5u64.saturating_sub(late)..=5).contains(&frames[1]),
+                "{frames:?}"
+            );
         }
     }
 }
