@@ -219,21 +219,40 @@ fn post(url: &str, op: &str, body: &str) -> (u16, String, String) {
     (status, kind, body.to_owned())
 }
 
-#[test]
-fn a_live_playlist_grows_while_the_stream_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mkv");
-    gst_clip(&clip, 320, 240, "25/1", 250);
-    let (_mock, url) = testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), &[]);
-    // On the real clock: ten seconds of footage, two-second fragments.
-    let mut producer = replay_command(&clip, &url, "live", false);
-    let _producer = ChildGuard(
-        producer
+/// A stream being written on the real clock: `frames` of a 320x240 25 fps clip replayed into
+/// `stream` on a mock-kvs of its own (both stopped on drop).
+struct Live {
+    url: String,
+    _producer: ChildGuard,
+    _mock: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Live {
+    fn start(frames: u32, stream: &str) -> Live {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("clip.mkv");
+        gst_clip(&clip, 320, 240, "25/1", frames);
+        let (mock, url) = testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), &[]);
+        let producer = replay_command(&clip, &url, stream, false)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
-    );
+            .unwrap();
+        Live {
+            url,
+            _producer: ChildGuard(producer),
+            _mock: mock,
+            _dir: dir,
+        }
+    }
+}
+
+#[test]
+fn a_live_playlist_grows_while_the_stream_is_written() {
+    // On the real clock: ten seconds of footage, two-second fragments.
+    let live = Live::start(250, "live");
+    let url = live.url.clone();
     let ask = r#"{"StreamName":"live","PlaybackMode":"LIVE","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP"}}"#;
     let deadline = Instant::now() + Duration::from_secs(60);
     let session = loop {
@@ -470,19 +489,9 @@ fn artifacts() -> PathBuf {
 #[test]
 fn the_viewer_follows_a_stream_live_while_it_is_written() {
     let Some(python) = browser() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mkv");
-    gst_clip(&clip, 320, 240, "25/1", 500);
-    let (_mock, url) = testkit::start_mock_kvs(env!("CARGO_BIN_EXE_telescope"), &[]);
     // Twenty seconds of footage on the real clock.
-    let mut producer = replay_command(&clip, &url, "yard", false);
-    let _producer = ChildGuard(
-        producer
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let live = Live::start(500, "yard");
+    let url = live.url.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     while post(&url, "listFragments", r#"{"StreamName":"yard"}"#)
         .2
