@@ -16,31 +16,12 @@ fn duration(ms: u64) -> String {
 pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
     let t = &session.track;
     let first = listed.first().map_or(0, |f| f.producer_ms);
-    let end = listed.last().map_or(first, |f| f.producer_ms + f.extent_ms);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let kind = if session.ended() {
-        format!(
-            "type=\"static\" mediaPresentationDuration=\"{}\"",
-            duration(end.saturating_sub(first))
-        )
-    } else {
-        format!(
-            "type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
-             minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\"",
-            // Media time is producer time: anchored at the session's earliest fragment (and
-            // offset by it below), a live timeline stays put as the window slides, a segment
-            // is available once its producer time has passed on the wall clock, and players
-            // that start from the availability time (GStreamer's dashdemux) find the media
-            // where it is rather than 56 years after 1970.
-            iso_time(session.anchor_ms),
-            iso_time(crate::media::now_ms()),
-            duration(end.saturating_sub(first).max(1000)),
-        )
-    };
     let _ = writeln!(
         out,
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
-         profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" {kind} minBufferTime=\"PT2S\">"
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" {} minBufferTime=\"PT2S\">",
+        presentation(session, listed)
     );
     let _ = writeln!(out, " <Period id=\"0\" start=\"PT0S\">");
     let _ = writeln!(
@@ -64,6 +45,41 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
             session.anchor_ms
         }
     );
+    segments(&mut out, session, token, listed);
+    out.push_str(
+        "    </SegmentList>\n   </Representation>\n  </AdaptationSet>\n </Period>\n</MPD>\n",
+    );
+    out
+}
+
+/// The MPD's type attributes: `static` with its duration once the session has ended, else
+/// `dynamic` with its availability start and time-shift window.
+fn presentation(session: &Session, listed: &[Listed]) -> String {
+    let first = listed.first().map_or(0, |f| f.producer_ms);
+    let end = listed.last().map_or(first, |f| f.producer_ms + f.extent_ms);
+    if session.ended() {
+        format!(
+            "type=\"static\" mediaPresentationDuration=\"{}\"",
+            duration(end.saturating_sub(first))
+        )
+    } else {
+        format!(
+            "type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
+             minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\"",
+            // Media time is producer time: anchored at the session's earliest fragment (and
+            // offset by it in the SegmentList), a live timeline stays put as the window
+            // slides, a segment is available once its producer time has passed on the wall
+            // clock, and players that start from the availability time (GStreamer's
+            // dashdemux) find the media where it is rather than 56 years after 1970.
+            iso_time(session.anchor_ms),
+            iso_time(crate::media::now_ms()),
+            duration(end.saturating_sub(first).max(1000)),
+        )
+    }
+}
+
+/// The init fragment, the timeline of producer times and each fragment's URL.
+fn segments(out: &mut String, session: &Session, token: &str, listed: &[Listed]) {
     let _ = writeln!(
         out,
         "     <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber=1\"/>"
@@ -94,8 +110,4 @@ pub fn manifest(session: &Session, token: &str, listed: &[Listed]) -> String {
             f.number
         );
     }
-    out.push_str(
-        "    </SegmentList>\n   </Representation>\n  </AdaptationSet>\n </Period>\n</MPD>\n",
-    );
-    out
 }
