@@ -54,7 +54,7 @@ pub fn run(args: RunAppArgs) -> Result<u8> {
             python.display()
         );
     }
-    let started = std::time::SystemTime::now();
+    let started = telescope::clock::WallClock::now(&telescope::clock::SystemWallClock);
     let status = Command::new(&python)
         .args(["-m", "panoramasdk", "run"])
         .args(&args.args)
