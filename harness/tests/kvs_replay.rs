@@ -266,23 +266,6 @@ fn connections_cut_mid_fragment_lose_no_frame() {
     );
 }
 
-/// The value of every `name` tag in GetMedia output (a TagString of under 127 bytes follows
-/// its TagName: id 0x4487, then a one-byte size).
-fn tag_values(bytes: &[u8], name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let needle = name.as_bytes();
-    let mut i = 0;
-    while let Some(at) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
-        let v = i + at + needle.len();
-        if bytes.get(v..v + 2) == Some(&[0x44, 0x87]) {
-            let len = usize::from(bytes[v + 2] & 0x7f);
-            out.push(String::from_utf8_lossy(&bytes[v + 3..v + 3 + len]).into_owned());
-        }
-        i = v;
-    }
-    out
-}
-
 /// GetMedia with NOW, opened before the producer starts, streams each fragment as it is stored
 /// (KVS's live read), every chunk a stand-alone MKV segment with KVS's tags (what the KVS
 /// consumer libraries split on), in fragment order; the first arrives while the producer is
@@ -343,12 +326,12 @@ fn get_media_now_streams_fragments_live_as_tagged_chunks() {
     );
     let bytes: Vec<u8> = pieces.iter().flat_map(|(_, b)| b.to_vec()).collect();
     let fragments = stats["kvs"][0]["persisted"].as_u64().unwrap() as usize;
-    let numbers = tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER");
+    let numbers = testkit::tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER");
     assert!(fragments >= 2, "{stats}");
     assert_eq!(numbers.len(), fragments, "{stats}");
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
     assert_eq!(
-        tag_values(&bytes, "AWS_KINESISVIDEO_CONTINUATION_TOKEN"),
+        testkit::tag_values(&bytes, "AWS_KINESISVIDEO_CONTINUATION_TOKEN"),
         numbers
     );
     let ebml_headers = bytes
@@ -375,7 +358,7 @@ fn get_media_now_streams_fragments_live_as_tagged_chunks() {
         got.payload.collect().await.unwrap().into_bytes()
     });
     assert_eq!(
-        tag_values(&resumed, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
+        testkit::tag_values(&resumed, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
         numbers[numbers.len() - 1..]
     );
     let fetched = dir.path().join("live.mkv");

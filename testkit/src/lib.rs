@@ -276,3 +276,20 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// The value of every Matroska tag `name` in `bytes` (GetMedia output): a TagString of under
+/// 127 bytes follows its TagName (id 0x4487, then a one-byte size).
+pub fn tag_values(bytes: &[u8], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let needle = name.as_bytes();
+    let mut i = 0;
+    while let Some(at) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
+        let v = i + at + needle.len();
+        if bytes.get(v..v + 2) == Some(&[0x44, 0x87]) {
+            let len = usize::from(bytes[v + 2] & 0x7f);
+            out.push(String::from_utf8_lossy(&bytes[v + 3..v + 3 + len]).into_owned());
+        }
+        i = v;
+    }
+    out
+}

@@ -35,7 +35,7 @@ fn get_media_from_a_timestamp_starts_with_the_fragment_containing_it() {
                 .unwrap();
             let bytes = got.payload.collect().await.unwrap().into_bytes();
             assert_eq!(
-                tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
+                testkit::tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
                 numbers[first..],
                 "from {at}"
             );
@@ -73,9 +73,12 @@ fn get_media_after_an_unknown_fragment_number_answers_with_an_error_chunk() {
         );
         got.payload.collect().await.unwrap().into_bytes()
     });
-    assert_eq!(tag_values(&bytes, "AWS_KINESISVIDEO_ERROR_ID"), ["4000"]);
     assert_eq!(
-        tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
+        testkit::tag_values(&bytes, "AWS_KINESISVIDEO_ERROR_ID"),
+        ["4000"]
+    );
+    assert_eq!(
+        testkit::tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
         [unknown]
     );
     let file = dir.path().join("error.mkv");
@@ -139,15 +142,21 @@ open(out, "wb").write(got["Payload"].read())
         if i == 0 {
             assert!(events.is_empty(), "an error chunk has no Tracks or Cluster");
             assert_eq!(
-                tag_values(part, "AWS_KINESISVIDEO_ERROR_CODE"),
+                testkit::tag_values(part, "AWS_KINESISVIDEO_ERROR_CODE"),
                 ["FRAGMENT_NOT_FOUND"]
             );
-            assert_eq!(tag_values(part, "AWS_KINESISVIDEO_ERROR_ID"), ["3000"]);
-            assert_eq!(tag_values(part, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"), ["7"]);
+            assert_eq!(
+                testkit::tag_values(part, "AWS_KINESISVIDEO_ERROR_ID"),
+                ["3000"]
+            );
+            assert_eq!(
+                testkit::tag_values(part, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
+                ["7"]
+            );
         } else {
             assert_eq!(events.len(), 2, "chunk {i}: header and cluster");
             assert_eq!(
-                tag_values(part, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
+                testkit::tag_values(part, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
                 [numbers[if i == 1 { 0 } else { 2 }].clone()]
             );
             assert!(text.contains("Cluster"), "{text}");
@@ -201,7 +210,7 @@ fn live_get_media_waits_for_a_producer_that_starts_late() {
         let (_, acks) = producer.await.unwrap();
         let number = acks[0]["FragmentNumber"].as_str().unwrap().to_owned();
         assert_eq!(
-            tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
+            testkit::tag_values(&bytes, "AWS_KINESISVIDEO_FRAGMENT_NUMBER"),
             [number]
         );
     });

@@ -175,22 +175,6 @@ fn media_client(url: &str) -> aws_sdk_kinesisvideomedia::Client {
     aws_sdk_kinesisvideomedia::Client::from_conf(conf)
 }
 
-/// The value of every `name` tag (a TagString of under 127 bytes follows its TagName).
-fn tag_values(bytes: &[u8], name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let needle = name.as_bytes();
-    let mut i = 0;
-    while let Some(at) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
-        let v = i + at + needle.len();
-        if bytes.get(v..v + 2) == Some(&[0x44, 0x87]) {
-            let len = usize::from(bytes[v + 2] & 0x7f);
-            out.push(String::from_utf8_lossy(&bytes[v + 3..v + 3 + len]).into_owned());
-        }
-        i = v;
-    }
-    out
-}
-
 /// Three two-second fragments of 50 frames (40 ms apart) at 1700000000 s + 0, 2, 4 s, put
 /// into a new `stream`; their numbers.
 fn three_fragments(url: &str, stream: &str) -> Vec<String> {
